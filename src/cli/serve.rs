@@ -1,0 +1,16 @@
+//! `zeo serve`: clap arguments and wiring only.
+
+use std::ffi::OsString;
+
+/// Arguments of `zeo serve`.
+#[derive(clap::Args, Debug)]
+#[command(about = "Run a ZEO storage server")]
+pub struct Args {
+    /// Arguments (this subcommand is still being built)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<OsString>,
+}
+
+pub fn run(_args: Args) -> crate::Result<i32> {
+    super::under_construction("zeo serve", 3)
+}

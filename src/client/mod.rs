@@ -1,0 +1,1 @@
+//! A small blocking ZEO client used by `zeo pack`, `zeo up` and the benchmarks.

@@ -1,0 +1,1 @@
+//! FileStorage: byte-compatible Data.fs engine (spec filestorage.md).

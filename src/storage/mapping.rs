@@ -1,0 +1,1 @@
+//! MappingStorage: the in-memory engine with FileStorage's semantics.

@@ -1,0 +1,1 @@
+//! Persistent-reference scanner over object pickles (ZODB `referencesf`), for pack GC.
