@@ -14,16 +14,13 @@ release:
 venv:
 	scripts/setup-venv.sh $(VENV)
 
-# Everything: Rust unit + integration tests, then the interop tests against real
-# Python ZODB/ZEO from the pinned virtualenv (created on first use).
-test: venv test-rust test-interop
-
-test-rust:
-	$(CARGO) build --release
+# Everything: Rust unit and integration tests, including tests/interop/ which drives
+# real Python ZODB/ZEO from the pinned virtualenv (created on first use).
+test: venv
 	$(CARGO) test --release --all-targets
 
 test-interop: venv
-	ZEO_BIN=$(CURDIR)/target/release/zeo scripts/run-interop.sh $(VENV)
+	$(CARGO) test --release --test interop
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -125,6 +125,19 @@ pub struct TransactionRecord {
     pub records: Vec<DataRecord>,
 }
 
+/// One step of `record_iternext`: the current revision of an oid and the next oid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentRecord {
+    pub oid: Oid,
+    pub tid: Tid,
+    pub data: Vec<u8>,
+    /// The next oid in order, `None` at the end.
+    pub next: Option<Oid>,
+}
+
+/// A boxed transaction iterator (`iterator(start, stop)`).
+pub type TxnIter = Box<dyn Iterator<Item = SResult<TransactionRecord>> + Send>;
+
 /// What a pack did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PackOutcome {
@@ -180,11 +193,7 @@ pub trait Storage: Send + Sync {
         start: Option<Oid>,
     ) -> SResult<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>>;
     /// Transactions with `start <= tid <= stop`, oldest first.
-    fn iterator(
-        &self,
-        start: Option<Tid>,
-        stop: Option<Tid>,
-    ) -> SResult<Box<dyn Iterator<Item = SResult<TransactionRecord>> + Send>>;
+    fn iterator(&self, start: Option<Tid>, stop: Option<Tid>) -> SResult<TxnIter>;
     /// The last `n` transactions as `(tid, oids)`, oldest first (seeds the server's
     /// invalidation queue).
     fn last_invalidations(&self, n: usize) -> SResult<Vec<(Tid, Vec<Oid>)>>;

@@ -1,0 +1,7 @@
+//! Interop tests: our binary and engines against real Python ZODB/ZEO from the pinned
+//! virtualenv that `make test` creates (scripts/setup-venv.sh). One module per area.
+//!
+//! These tests fail (they do not skip) when the virtualenv is missing: run them through
+//! `make test`, or set ZEO_TEST_VENV to an existing virtualenv.
+
+mod common;
