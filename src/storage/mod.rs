@@ -188,10 +188,7 @@ pub trait Storage: Send + Sync {
     fn history(&self, oid: Oid, size: usize) -> SResult<Vec<HistoryEntry>>;
     /// `(oid, tid, data, next_oid)` for the smallest current oid >= `start`
     /// (`record_iternext`); `None` when there is no such oid.
-    fn record_iternext(
-        &self,
-        start: Option<Oid>,
-    ) -> SResult<Option<(Oid, Tid, Vec<u8>, Option<Oid>)>>;
+    fn record_iternext(&self, start: Option<Oid>) -> SResult<Option<CurrentRecord>>;
     /// Transactions with `start <= tid <= stop`, oldest first.
     fn iterator(&self, start: Option<Tid>, stop: Option<Tid>) -> SResult<TxnIter>;
     /// The last `n` transactions as `(tid, oids)`, oldest first (seeds the server's
