@@ -8,6 +8,7 @@
 
 pub mod connection;
 pub mod event_loop;
+pub mod notify;
 
 pub use connection::{CloseReason, Limits};
 pub use event_loop::{Action, ConnId, EventLoop, ListenAddress, Outbox, Service, Signal};
