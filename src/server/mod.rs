@@ -6,6 +6,7 @@
 //! listeners, timers, signals, worker completions) know nothing of ZEO; they drive a
 //! `Service`, which holds all protocol state on the loop thread.
 
+pub mod commit;
 pub mod connection;
 pub mod event_loop;
 pub mod notify;
