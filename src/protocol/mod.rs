@@ -11,9 +11,21 @@ pub mod handshake;
 pub mod message;
 pub mod msgpack;
 pub mod pickle;
+pub mod reply;
 pub mod value;
 
+pub use errors::WireError;
 pub use frame::{encode_frame, FrameDecoder, DEFAULT_MAX_MESSAGE_SIZE};
+pub use handshake::{parse_client_handshake, ClientHandshake, Encoding};
+pub use message::{
+    decode_message, decode_request, encode_message, parse_incoming, Call, Envelope, Incoming,
+    Request,
+};
+pub use pickle::GlobalPolicy;
+pub use reply::{
+    decode_server_message, parse_server_message, Reply, ReplyValue, ServerCall, ServerMessage,
+    StorageInfo, VoteItem,
+};
 pub use value::Value;
 
 use std::fmt;

@@ -910,7 +910,7 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused() {
         let mut p = vec![0x80, 3, b'N'];
-        p.extend(std::iter::repeat(0x85).take(100_000));
+        p.extend(std::iter::repeat_n(0x85, 100_000));
         p.push(b'.');
         let e = decode(&p, GlobalPolicy::ClientMessages).unwrap_err();
         assert!(e.to_string().contains("deeper"), "{e}");
