@@ -23,8 +23,8 @@ pub use message::{
 };
 pub use pickle::GlobalPolicy;
 pub use reply::{
-    decode_server_message, parse_server_message, Reply, ReplyValue, ServerCall, ServerMessage,
-    StorageInfo, VoteItem,
+    decode_server_message, encode_reply, encode_server_call, parse_server_message, Reply,
+    ReplyValue, ServerCall, ServerMessage, StorageInfo, VoteItem,
 };
 pub use value::Value;
 

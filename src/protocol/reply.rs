@@ -682,3 +682,130 @@ pub fn decode_server_message(
     let env = decode_message(enc, payload, GlobalPolicy::ServerMessages)?;
     parse_server_message(&env)
 }
+
+/// `undoInfo` filtering as ZODB's `UndoLogCompatible` does it: an entry is kept
+/// when, for every `(key, value)` of the specification, `entry.get(key) == value`.
+/// A `ZopeUndo.Prefix` value compares path prefixes of a str; against bytes (what
+/// ZODB 5+ stores for `user_name`/`description`) Python raises `TypeError`, which
+/// is returned here as the error reply the Python server sends.
+pub fn undo_spec_matches(spec: &[(Value, Value)], entry: &Value) -> Result<bool, WireError> {
+    for (k, want) in spec {
+        let got = entry
+            .as_dict()
+            .and_then(|d| d.iter().find(|(ek, _)| ek == k).map(|(_, v)| v));
+        let equal = match want {
+            Value::Object {
+                module,
+                name,
+                state,
+                ..
+            } if module == "ZopeUndo.Prefix" && name == "Prefix" => {
+                let path: Vec<&str> = state
+                    .as_deref()
+                    .and_then(|s| s.get("path"))
+                    .and_then(Value::as_seq)
+                    .map(|p| p.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                match got {
+                    Some(Value::Str(s)) => {
+                        let parts: Vec<&str> = s.split('/').collect();
+                        parts.len() >= path.len() && parts[..path.len()] == path[..]
+                    }
+                    Some(Value::Bytes(_)) => {
+                        return Err(WireError::type_error(
+                            "a bytes-like object is required, not 'str'",
+                        ))
+                    }
+                    other => {
+                        return Err(WireError::attribute_error(format!(
+                            "'{}' object has no attribute 'split'",
+                            other.map(Value::type_name).unwrap_or("NoneType")
+                        )))
+                    }
+                }
+            }
+            _ => got.unwrap_or(&Value::None) == want,
+        };
+        if !equal {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Encode a reply as the Python server would: a value the encoding cannot carry
+/// (e.g. a set in msgpack) becomes `builtins.ValueError("Couldn't pickle
+/// response")`.
+pub fn encode_reply(enc: Encoding, reply: &Reply) -> Result<Vec<u8>, ProtocolError> {
+    match super::message::encode_message(enc, &reply.to_envelope()) {
+        Ok(b) => Ok(b),
+        Err(_) => super::message::encode_message(
+            enc,
+            &Reply::error(
+                reply.msgid.clone(),
+                WireError::value_error("Couldn't pickle response"),
+            )
+            .to_envelope(),
+        ),
+    }
+}
+
+/// Encode a server→client call.
+pub fn encode_server_call(enc: Encoding, call: &ServerCall) -> Result<Vec<u8>, ProtocolError> {
+    super::message::encode_message(enc, &call.to_envelope())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(path: &str) -> Value {
+        let parts: Vec<Value> = path.split('/').map(Value::str).collect();
+        Value::Object {
+            module: "ZopeUndo.Prefix".into(),
+            name: "Prefix".into(),
+            args: vec![],
+            state: Some(Box::new(Value::str_dict([
+                ("length", Value::Int(parts.len() as i128)),
+                ("path", Value::List(parts)),
+            ]))),
+        }
+    }
+
+    #[test]
+    fn undo_spec_filtering() {
+        let entry = Value::str_dict([
+            ("user_name", Value::bytes(b"/ bob".to_vec())),
+            ("description", Value::bytes(b"create a".to_vec())),
+            ("note", Value::str("/site/x")),
+        ]);
+        let spec = vec![(
+            Value::str("description"),
+            Value::bytes(b"create a".to_vec()),
+        )];
+        assert_eq!(undo_spec_matches(&spec, &entry), Ok(true));
+        let spec = vec![(Value::str("description"), Value::bytes(b"other".to_vec()))];
+        assert_eq!(undo_spec_matches(&spec, &entry), Ok(false));
+        let spec = vec![(Value::str("note"), prefix("/site"))];
+        assert_eq!(undo_spec_matches(&spec, &entry), Ok(true));
+        let spec = vec![(Value::str("note"), prefix("/other"))];
+        assert_eq!(undo_spec_matches(&spec, &entry), Ok(false));
+        // As observed: Prefix against bytes user_name is a TypeError reply.
+        let spec = vec![(Value::str("user_name"), prefix("/"))];
+        let e = undo_spec_matches(&spec, &entry).unwrap_err();
+        assert_eq!(e.class_name, "builtins.TypeError");
+    }
+
+    #[test]
+    fn unencodable_reply_becomes_value_error() {
+        let r = Reply::ok(Value::Int(3), Value::Set(vec![Value::Int(1)]));
+        let b = encode_reply(Encoding::Msgpack, &r).unwrap();
+        let m = decode_server_message(Encoding::Msgpack, &b).unwrap();
+        match m {
+            ServerMessage::Reply(Reply { result: Err(e), .. }) => {
+                assert_eq!(e.class_name, "builtins.ValueError")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
