@@ -4,7 +4,7 @@ VENV ?= $(CURDIR)/.venv
 PREFIX ?= /usr/local
 export ZEO_TEST_VENV := $(VENV)
 
-.PHONY: all release test venv test-rust test-interop lint bench clean
+.PHONY: all release test venv test-interop lint bench generated clean
 
 all: release
 
@@ -21,6 +21,10 @@ test: venv
 
 test-interop: venv
 	$(CARGO) test --release --test interop
+
+# Rewrite man/ and completions/ from the clap definitions.
+generated:
+	ZEO_UPDATE_GENERATED=1 $(CARGO) test --test generated_docs
 
 lint:
 	$(CARGO) fmt --all -- --check

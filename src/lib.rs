@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod logging;
 pub mod protocol;
 pub mod server;
 pub mod storage;

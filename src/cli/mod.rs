@@ -7,6 +7,7 @@
 
 pub mod cache_simul;
 pub mod cache_stats;
+pub mod docs;
 pub mod pack;
 pub mod serve;
 pub mod trace;

@@ -1,3 +1,15 @@
 //! `zeo serve`: the mio event loop, connections, TLS, dispatch of protocol requests to
 //! storages, the commit-lock queue and invalidation broadcast. Only this module
 //! touches sockets.
+//!
+//! Layers: `connection` (bytes, buffers, TLS, backpressure) and `event_loop` (poll,
+//! listeners, timers, signals, worker completions) know nothing of ZEO; they drive a
+//! `Service`, which holds all protocol state on the loop thread.
+
+pub mod commit;
+pub mod connection;
+pub mod event_loop;
+pub mod notify;
+
+pub use connection::{CloseReason, Limits};
+pub use event_loop::{Action, ConnId, EventLoop, ListenAddress, Outbox, Service, Signal};

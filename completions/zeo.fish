@@ -1,0 +1,54 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_zeo_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_zeo_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_zeo_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_zeo_using_subcommand
+    set -l cmd (__fish_zeo_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c zeo -n "__fish_zeo_needs_command" -s h -l help -d 'Print help'
+complete -c zeo -n "__fish_zeo_needs_command" -s V -l version -d 'Print version'
+complete -c zeo -n "__fish_zeo_needs_command" -f -a "serve" -d 'Run a ZEO storage server (runzeo)'
+complete -c zeo -n "__fish_zeo_needs_command" -f -a "pack" -d 'Pack a storage on a running server, or a stopped Data.fs with -f (zeopack)'
+complete -c zeo -n "__fish_zeo_needs_command" -f -a "up" -d 'Check that a ZEO server is up (zeoup, zeo-nagios)'
+complete -c zeo -n "__fish_zeo_needs_command" -f -a "cache-stats" -d 'Summarize a ZEO client cache trace (cache_stats.py)'
+complete -c zeo -n "__fish_zeo_needs_command" -f -a "cache-simul" -d 'Simulate a ZEO client cache on a trace (cache_simul.py)'
+complete -c zeo -n "__fish_zeo_needs_command" -f -a "trace" -d 'Print, filter, follow or generate ZEO cache traces'
+complete -c zeo -n "__fish_zeo_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c zeo -n "__fish_zeo_using_subcommand pack" -s h -l help -d 'Print help'
+complete -c zeo -n "__fish_zeo_using_subcommand pack" -s V -l version -d 'Print version'
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s h -l help -d 'Print help'
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s V -l version -d 'Print version'
+complete -c zeo -n "__fish_zeo_using_subcommand cache-stats" -s h -l help -d 'Print help'
+complete -c zeo -n "__fish_zeo_using_subcommand cache-stats" -s V -l version -d 'Print version'
+complete -c zeo -n "__fish_zeo_using_subcommand cache-simul" -s h -l help -d 'Print help'
+complete -c zeo -n "__fish_zeo_using_subcommand cache-simul" -s V -l version -d 'Print version'
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -s h -l help -d 'Print help'
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -s V -l version -d 'Print version'
+complete -c zeo -n "__fish_zeo_using_subcommand help; and not __fish_seen_subcommand_from serve pack up cache-stats cache-simul trace help" -f -a "serve" -d 'Run a ZEO storage server (runzeo)'
+complete -c zeo -n "__fish_zeo_using_subcommand help; and not __fish_seen_subcommand_from serve pack up cache-stats cache-simul trace help" -f -a "pack" -d 'Pack a storage on a running server, or a stopped Data.fs with -f (zeopack)'
+complete -c zeo -n "__fish_zeo_using_subcommand help; and not __fish_seen_subcommand_from serve pack up cache-stats cache-simul trace help" -f -a "up" -d 'Check that a ZEO server is up (zeoup, zeo-nagios)'
+complete -c zeo -n "__fish_zeo_using_subcommand help; and not __fish_seen_subcommand_from serve pack up cache-stats cache-simul trace help" -f -a "cache-stats" -d 'Summarize a ZEO client cache trace (cache_stats.py)'
+complete -c zeo -n "__fish_zeo_using_subcommand help; and not __fish_seen_subcommand_from serve pack up cache-stats cache-simul trace help" -f -a "cache-simul" -d 'Simulate a ZEO client cache on a trace (cache_simul.py)'
+complete -c zeo -n "__fish_zeo_using_subcommand help; and not __fish_seen_subcommand_from serve pack up cache-stats cache-simul trace help" -f -a "trace" -d 'Print, filter, follow or generate ZEO cache traces'
+complete -c zeo -n "__fish_zeo_using_subcommand help; and not __fish_seen_subcommand_from serve pack up cache-stats cache-simul trace help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

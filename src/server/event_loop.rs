@@ -1,0 +1,553 @@
+//! The single-threaded mio event loop: listeners (TCP, Unix, each optionally TLS),
+//! connections, timers, signals, and completions from worker threads.
+//!
+//! The loop owns all sockets and knows nothing of ZEO: it hands complete messages to
+//! a [`Service`] and carries out the [`Action`]s the service queues in its [`Outbox`].
+//! Invariants: every protocol decision is made on this thread, in one total order (so
+//! invalidations and replies leave in the order the service queued them); work that
+//! may block for long (fsync, pack) runs in worker threads spawned through
+//! [`Outbox::spawn`] and comes back as a completion on this thread; a connection is
+//! closed exactly once and the service always hears about it through
+//! [`Service::on_close`], whoever initiated the close.
+
+use super::connection::{CloseReason, Connection, Limits, Socket};
+use mio::net::{TcpListener, UnixListener};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Identifies a connection for the service (stable for the connection's lifetime).
+pub type ConnId = usize;
+
+const WAKER: Token = Token(0);
+/// Tokens 1..=4: one self-pipe per handled signal, in the order of `HANDLED`.
+const FIRST_SIGNAL: usize = 1;
+/// Listener tokens are FIRST_LISTENER..FIRST_CONN; connection tokens start at FIRST_CONN.
+const FIRST_LISTENER: usize = 8;
+const FIRST_CONN: usize = 1024;
+
+/// The signals the loop reports, each through its own self-pipe.
+const HANDLED: [(i32, Signal); 4] = [
+    (signal_hook::consts::SIGTERM, Signal::Terminate),
+    (signal_hook::consts::SIGINT, Signal::Interrupt),
+    (signal_hook::consts::SIGHUP, Signal::Hangup),
+    (signal_hook::consts::SIGUSR2, Signal::User2),
+];
+
+/// Where to listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddress {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddress::Tcp(a) => write!(f, "{a}"),
+            ListenAddress::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Something the service wants done.
+pub enum Action {
+    /// Queue one message (payload without the length prefix) to a connection.
+    Send(ConnId, Vec<u8>),
+    /// Close a connection now (queued output is dropped).
+    Close(ConnId, String),
+    /// Close a connection once its queued output is written.
+    CloseAfterFlush(ConnId),
+    /// Call `Service::on_timer(key)` at or after this instant.
+    Timer(Instant, u64),
+    /// Stop the loop; `run` returns this exit status.
+    Stop(i32),
+}
+
+type Job<C> = Box<dyn FnOnce() -> C + Send>;
+
+/// Actions queued by the service while it handles one event.
+pub struct Outbox<C> {
+    actions: Vec<Action>,
+    jobs: Vec<Job<C>>,
+}
+
+impl<C> Outbox<C> {
+    fn new() -> Self {
+        Outbox {
+            actions: Vec::new(),
+            jobs: Vec::new(),
+        }
+    }
+    pub fn send(&mut self, conn: ConnId, payload: Vec<u8>) {
+        self.actions.push(Action::Send(conn, payload));
+    }
+    pub fn close(&mut self, conn: ConnId, why: impl Into<String>) {
+        self.actions.push(Action::Close(conn, why.into()));
+    }
+    pub fn close_after_flush(&mut self, conn: ConnId) {
+        self.actions.push(Action::CloseAfterFlush(conn));
+    }
+    pub fn timer(&mut self, at: Instant, key: u64) {
+        self.actions.push(Action::Timer(at, key));
+    }
+    pub fn stop(&mut self, status: i32) {
+        self.actions.push(Action::Stop(status));
+    }
+    /// Run `job` on a worker thread; its result comes back through
+    /// [`Service::on_completion`] on the loop thread.
+    pub fn spawn(&mut self, job: impl FnOnce() -> C + Send + 'static) {
+        self.jobs.push(Box::new(job));
+    }
+    /// The actions queued so far (for tests of services without a loop).
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+    /// The jobs queued so far, for tests that run them inline.
+    pub fn take_jobs(&mut self) -> Vec<Job<C>> {
+        std::mem::take(&mut self.jobs)
+    }
+}
+
+impl<C> Default for Outbox<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Signals the loop reports to the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Terminate,
+    Interrupt,
+    Hangup,
+    User2,
+}
+
+/// The ZEO server logic, driven by the loop.
+pub trait Service {
+    /// Result type of worker jobs.
+    type Completion: Send + 'static;
+    fn on_connect(&mut self, conn: ConnId, peer: &str, out: &mut Outbox<Self::Completion>);
+    fn on_message(&mut self, conn: ConnId, msg: Vec<u8>, out: &mut Outbox<Self::Completion>);
+    /// The connection is gone (peer EOF, error, or our own close).
+    fn on_close(&mut self, conn: ConnId, why: &CloseReason, out: &mut Outbox<Self::Completion>);
+    fn on_timer(&mut self, key: u64, out: &mut Outbox<Self::Completion>);
+    fn on_completion(&mut self, done: Self::Completion, out: &mut Outbox<Self::Completion>);
+    fn on_signal(&mut self, sig: Signal, out: &mut Outbox<Self::Completion>);
+}
+
+struct ListenerEntry {
+    listener: Listener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// The event loop.
+pub struct EventLoop {
+    poll: Poll,
+    listeners: Vec<ListenerEntry>,
+    conns: HashMap<usize, Connection>,
+    next_token: usize,
+    limits: Limits,
+    timers: BTreeMap<(Instant, u64), ()>,
+    /// Connections whose output or interest may have changed since the last flush.
+    dirty: HashSet<usize>,
+    signal_pipes: Vec<mio::net::UnixStream>,
+    waker: Arc<Waker>,
+}
+
+/// A handle worker threads use to hand completions back.
+struct Completions<C> {
+    done: Arc<Mutex<Vec<C>>>,
+    waker: Arc<Waker>,
+}
+
+impl EventLoop {
+    /// Create the loop and install signal handlers (SIGTERM, SIGINT, SIGHUP, SIGUSR2).
+    pub fn new(limits: Limits) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut signal_pipes = Vec::new();
+        for (i, (sig, _)) in HANDLED.iter().enumerate() {
+            let (mut rx, tx) = mio::net::UnixStream::pair()?;
+            signal_hook::low_level::pipe::register(*sig, tx)?;
+            poll.registry()
+                .register(&mut rx, Token(FIRST_SIGNAL + i), Interest::READABLE)?;
+            signal_pipes.push(rx);
+        }
+        Ok(EventLoop {
+            poll,
+            listeners: Vec::new(),
+            conns: HashMap::new(),
+            next_token: FIRST_CONN,
+            limits,
+            timers: BTreeMap::new(),
+            dirty: HashSet::new(),
+            signal_pipes,
+            waker,
+        })
+    }
+
+    /// Bind a listener; returns the address actually bound (port 0 resolved).
+    pub fn listen(
+        &mut self,
+        addr: &ListenAddress,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<ListenAddress> {
+        let token = Token(FIRST_LISTENER + self.listeners.len());
+        if token.0 >= FIRST_CONN {
+            return Err(io::Error::other("too many listeners"));
+        }
+        let (listener, bound) = match addr {
+            ListenAddress::Tcp(sa) => {
+                let mut l = TcpListener::bind(*sa)?;
+                let bound = l.local_addr()?;
+                self.poll
+                    .registry()
+                    .register(&mut l, token, Interest::READABLE)?;
+                (Listener::Tcp(l), ListenAddress::Tcp(bound))
+            }
+            ListenAddress::Unix(path) => {
+                // A stale socket file from a previous run would make bind fail.
+                if std::fs::symlink_metadata(path)
+                    .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                    .unwrap_or(false)
+                {
+                    let _ = std::fs::remove_file(path);
+                }
+                let mut l = UnixListener::bind(path)?;
+                self.poll
+                    .registry()
+                    .register(&mut l, token, Interest::READABLE)?;
+                (
+                    Listener::Unix(l, path.clone()),
+                    ListenAddress::Unix(path.clone()),
+                )
+            }
+        };
+        self.listeners.push(ListenerEntry { listener, tls });
+        Ok(bound)
+    }
+
+    /// Run until the service stops the loop; returns the exit status it gave.
+    pub fn run<S: Service>(&mut self, service: &mut S) -> io::Result<i32> {
+        let completions = Completions {
+            done: Arc::new(Mutex::new(Vec::<S::Completion>::new())),
+            waker: self.waker.clone(),
+        };
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self
+                .timers
+                .keys()
+                .next()
+                .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let mut out = Outbox::new();
+            for event in events.iter() {
+                match event.token() {
+                    WAKER => {
+                        let done: Vec<S::Completion> = std::mem::take(
+                            &mut *completions.done.lock().expect("completion queue poisoned"),
+                        );
+                        for c in done {
+                            service.on_completion(c, &mut out);
+                        }
+                    }
+                    Token(t) if t < FIRST_LISTENER => {
+                        self.read_signal(t - FIRST_SIGNAL, service, &mut out)
+                    }
+                    Token(t) if t < FIRST_CONN => {
+                        self.accept(t - FIRST_LISTENER, service, &mut out)
+                    }
+                    Token(t) => self.conn_event(
+                        t,
+                        event.is_readable(),
+                        event.is_writable(),
+                        service,
+                        &mut out,
+                    ),
+                }
+                if let Some(status) = self.apply(service, &mut out, &completions) {
+                    return Ok(status);
+                }
+            }
+            // Timers that are due.
+            let now = Instant::now();
+            while let Some((&(at, key), _)) = self.timers.iter().next() {
+                if at > now {
+                    break;
+                }
+                self.timers.remove(&(at, key));
+                service.on_timer(key, &mut out);
+                if let Some(status) = self.apply(service, &mut out, &completions) {
+                    return Ok(status);
+                }
+            }
+        }
+    }
+
+    fn read_signal<S: Service>(
+        &mut self,
+        index: usize,
+        service: &mut S,
+        out: &mut Outbox<S::Completion>,
+    ) {
+        let (Some(pipe), Some((_, sig))) = (self.signal_pipes.get_mut(index), HANDLED.get(index))
+        else {
+            return;
+        };
+        // Drain the pipe; several deliveries of one signal count once.
+        let mut buf = [0u8; 64];
+        let mut seen = false;
+        loop {
+            match io::Read::read(pipe, &mut buf) {
+                Ok(0) => break,
+                Ok(_) => seen = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        if seen {
+            service.on_signal(*sig, out);
+        }
+    }
+
+    fn accept<S: Service>(
+        &mut self,
+        index: usize,
+        service: &mut S,
+        out: &mut Outbox<S::Completion>,
+    ) {
+        loop {
+            let Some(entry) = self.listeners.get(index) else {
+                return;
+            };
+            let accepted = match &entry.listener {
+                Listener::Tcp(l) => l.accept().map(|(s, a)| {
+                    let _ = s.set_nodelay(true);
+                    (Socket::Tcp(s), a.to_string())
+                }),
+                Listener::Unix(l, path) => l
+                    .accept()
+                    .map(|(s, _)| (Socket::Unix(s), path.display().to_string())),
+            };
+            let (socket, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: log and wait for the next readiness event.
+                    log::error!("accept failed: {e}");
+                    return;
+                }
+            };
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            let tls = entry.tls.clone();
+            let mut conn = match Connection::new(token, peer.clone(), socket, tls, self.limits) {
+                Ok(c) => c,
+                Err(why) => {
+                    log::error!("cannot set up connection from {peer}: {why}");
+                    continue;
+                }
+            };
+            if let Err(e) = conn.register(self.poll.registry()) {
+                log::error!("cannot register connection from {peer}: {e}");
+                continue;
+            }
+            self.conns.insert(token.0, conn);
+            service.on_connect(token.0, &peer, out);
+        }
+    }
+
+    fn conn_event<S: Service>(
+        &mut self,
+        id: usize,
+        readable: bool,
+        writable: bool,
+        service: &mut S,
+        out: &mut Outbox<S::Completion>,
+    ) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        self.dirty.insert(id);
+        if writable {
+            if let Err(why) = conn.write_ready() {
+                self.close(id, why, service, out);
+                return;
+            }
+        }
+        if readable || writable {
+            self.pump_input(id, service, out);
+        }
+    }
+
+    /// Read what is available and hand complete messages to the service.
+    fn pump_input<S: Service>(
+        &mut self,
+        id: usize,
+        service: &mut S,
+        out: &mut Outbox<S::Completion>,
+    ) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.closing.is_some() {
+            return;
+        }
+        let read = conn.read_ready();
+        // Deliver complete messages even if the peer closed right after sending them.
+        loop {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if conn.closing.is_some() {
+                break;
+            }
+            let Some(frame) = conn.next_frame() else {
+                break;
+            };
+            service.on_message(id, frame, out);
+            // Apply this message's sends and closes at once, so replies keep request
+            // order, backpressure sees them, and a closed connection reads no more.
+            self.apply_now(service, out);
+        }
+        if let Err(why) = read {
+            self.close(id, why, service, out);
+        }
+    }
+
+    /// Carry out queued sends and closes now; timers, stops and jobs stay queued.
+    fn apply_now<S: Service>(&mut self, service: &mut S, out: &mut Outbox<S::Completion>) {
+        let mut keep = Vec::new();
+        while !out.actions.is_empty() {
+            for action in std::mem::take(&mut out.actions) {
+                match action {
+                    Action::Send(id, payload) => {
+                        if let Some(c) = self.conns.get_mut(&id) {
+                            c.send_frame(&payload);
+                            self.dirty.insert(id);
+                        }
+                    }
+                    Action::Close(id, why) => {
+                        self.close(id, CloseReason::Server(why), service, out)
+                    }
+                    Action::CloseAfterFlush(id) => {
+                        if let Some(c) = self.conns.get_mut(&id) {
+                            c.close_after_flush = true;
+                            self.dirty.insert(id);
+                        }
+                    }
+                    other => keep.push(other),
+                }
+            }
+        }
+        out.actions = keep;
+    }
+
+    fn close<S: Service>(
+        &mut self,
+        id: usize,
+        why: CloseReason,
+        service: &mut S,
+        out: &mut Outbox<S::Completion>,
+    ) {
+        self.dirty.remove(&id);
+        if let Some(mut conn) = self.conns.remove(&id) {
+            // Best effort: push out what is queued (e.g. a TLS alert).
+            let _ = conn.write_ready();
+            conn.deregister(self.poll.registry());
+            service.on_close(id, &why, out);
+        }
+    }
+
+    /// Carry out the service's actions; returns Some(status) when asked to stop.
+    fn apply<S: Service>(
+        &mut self,
+        service: &mut S,
+        out: &mut Outbox<S::Completion>,
+        completions: &Completions<S::Completion>,
+    ) -> Option<i32> {
+        let mut stop = None;
+        // Closing a connection can make the service queue more actions: loop.
+        while !out.actions.is_empty() || !out.jobs.is_empty() || !self.dirty.is_empty() {
+            for job in out.jobs.drain(..) {
+                let done = completions.done.clone();
+                let waker = completions.waker.clone();
+                std::thread::spawn(move || {
+                    let result = job();
+                    done.lock().expect("completion queue poisoned").push(result);
+                    let _ = waker.wake();
+                });
+            }
+            self.apply_now(service, out);
+            for action in std::mem::take(&mut out.actions) {
+                match action {
+                    Action::Timer(at, key) => {
+                        self.timers.insert((at, key), ());
+                    }
+                    Action::Stop(status) => stop = Some(status),
+                    _ => unreachable!("apply_now carried out sends and closes"),
+                }
+            }
+            self.flush_dirty(service, out);
+        }
+        stop
+    }
+
+    /// Write pending output of changed connections, enforce limits and deferred closes.
+    fn flush_dirty<S: Service>(&mut self, service: &mut S, out: &mut Outbox<S::Completion>) {
+        let ids: Vec<usize> = self.dirty.drain().collect();
+        for id in ids {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            let was_paused = conn.input_paused();
+            let result = conn.write_ready();
+            let reason = match result {
+                Err(why) => Some(why),
+                Ok(()) if conn.close_after_flush && conn.flushed() => {
+                    Some(CloseReason::Server("reply sent".into()))
+                }
+                Ok(()) if conn.closing.is_some() && !conn.close_after_flush => conn.closing.clone(),
+                Ok(()) => None,
+            };
+            if let Some(why) = reason {
+                self.close(id, why, service, out);
+                continue;
+            }
+            let registry = self.poll.registry();
+            if let Some(conn) = self.conns.get_mut(&id) {
+                if let Err(e) = conn.update_interest(registry) {
+                    self.close(id, CloseReason::Io(e.to_string()), service, out);
+                    continue;
+                }
+                // Edge-triggered: input left in the socket while paused gets no new
+                // event, so read it now that the output has drained.
+                if was_paused && !conn.input_paused() {
+                    self.pump_input(id, service, out);
+                }
+            }
+        }
+    }
+
+    /// Number of open connections (for status reports and tests).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+}
