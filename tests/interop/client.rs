@@ -1,0 +1,162 @@
+//! Our blocking client against Python's runzeo (ZEO 6.2 from the virtualenv), in both
+//! encodings: handshake, register, loads, errors as (class, state), ruok, pack.
+
+use crate::common::python;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use zeo::client::{Client, ClientError, Options, ServerAddress};
+use zeo::protocol::value::Value;
+use zeo::storage::{Oid, Tid};
+
+/// A runzeo process on a free loopback port, killed on drop.
+pub struct PyServer {
+    child: Child,
+    pub addr: ServerAddress,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start runzeo serving a fresh FileStorage; `msgpack` selects the M5 greeting.
+pub fn start_runzeo(msgpack: bool) -> PyServer {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("zeo.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<zeo>\n  address 127.0.0.1:{port}\n  msgpack {}\n</zeo>\n<filestorage 1>\n  path {}\n</filestorage>\n",
+            if msgpack { "true" } else { "false" },
+            dir.path().join("Data.fs").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(python())
+        .args(["-m", "ZEO.runzeo", "-C"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = ServerAddress::Tcp(format!("127.0.0.1:{port}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "runzeo did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    PyServer {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn session(msgpack: bool) {
+    let server = start_runzeo(msgpack);
+    let opts = Options::default();
+    let mut c = Client::connect(&server.addr, &opts).unwrap();
+    assert_eq!(
+        c.encoding(),
+        if msgpack {
+            zeo::client::Encoding::Msgpack
+        } else {
+            zeo::client::Encoding::Pickle
+        }
+    );
+    // runzeo creates the root object when the storage is first opened by a DB, not
+    // by the server: an empty storage reports z64.
+    let last = c.register("1", false).unwrap();
+    assert_eq!(last, Tid::ZERO);
+    assert_eq!(c.last_transaction().unwrap(), Tid::ZERO);
+    match c.load_before(Oid(0), Tid::MAX) {
+        Err(ClientError::Remote { class_name, state }) => {
+            assert_eq!(class_name, "ZODB.POSException.POSKeyError");
+            assert_eq!(state.as_seq().unwrap()[0], Value::bytes(Oid(0).to_bytes()));
+        }
+        other => panic!("expected POSKeyError, got {other:?}"),
+    }
+    let info = c.call("get_info", vec![]).unwrap();
+    assert_eq!(info.get("supportsUndo"), Some(&Value::Bool(true)));
+    // Commit one object and read it back.
+    let txn = Value::Int(42);
+    c.call_oneway(
+        "tpc_begin",
+        vec![
+            txn.clone(),
+            Value::bytes(b"".to_vec()),
+            Value::bytes(b"test".to_vec()),
+            Value::Dict(vec![]),
+            Value::None,
+            Value::str(" "),
+        ],
+    )
+    .unwrap();
+    let data = b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01.".to_vec();
+    c.call_oneway(
+        "storea",
+        vec![
+            Value::bytes(Oid(0).to_bytes()),
+            Value::bytes(Tid::ZERO.to_bytes()),
+            Value::bytes(data.clone()),
+            txn.clone(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.call("vote", vec![txn.clone()])
+            .unwrap()
+            .as_seq()
+            .map(|s| s.len()),
+        Some(0)
+    );
+    let tid = c.call("tpc_finish", vec![txn]).unwrap();
+    let tid = Tid::from_slice(tid.as_bytes().unwrap()).unwrap();
+    assert!(
+        c.server_calls.iter().any(|s| s.name == "info"),
+        "{:?}",
+        c.server_calls
+    );
+    let lb = c.load_before(Oid(0), Tid::MAX).unwrap().unwrap();
+    assert_eq!((lb.data, lb.start, lb.end), (data, tid, None));
+    // ruok: JSON with the storage's status.
+    let doc = Client::ruok(&server.addr, &opts).unwrap();
+    assert!(doc.starts_with("{\"1\": {\"connections\": "), "{doc}");
+    assert!(
+        doc.contains(&format!("\"last-transaction\": \"{:016x}\"", tid.0)),
+        "{doc}"
+    );
+    // A pack through the client completes.
+    c.pack(Tid::MAX.time_time().min(4e9)).unwrap();
+}
+
+#[test]
+fn client_talks_to_runzeo_in_pickle_mode() {
+    session(false);
+}
+
+#[test]
+fn client_talks_to_runzeo_in_msgpack_mode() {
+    session(true);
+}
+
+#[test]
+fn unreachable_server_is_an_io_error() {
+    let addr = ServerAddress::Tcp(format!("127.0.0.1:{}", free_port()));
+    match Client::connect(&addr, &Options::default()) {
+        Err(ClientError::Io { .. }) => {}
+        other => panic!("expected an I/O error, got {:?}", other.map(|_| ())),
+    }
+}
