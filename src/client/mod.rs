@@ -379,15 +379,15 @@ impl Client {
         )?;
         match v.as_seq() {
             None if v.is_none() => Ok(None),
-            Some([data, start, end]) => Ok(Some((
-                data.as_bytes().unwrap_or_default().to_vec(),
-                tid_of(start)?,
-                if end.is_none() {
+            Some([data, start, end]) => Ok(Some(LoadBefore {
+                data: data.as_bytes().unwrap_or_default().to_vec(),
+                start: tid_of(start)?,
+                end: if end.is_none() {
                     None
                 } else {
                     Some(tid_of(end)?)
                 },
-            ))),
+            })),
             _ => Err(ClientError::Protocol(format!(
                 "unexpected loadBefore reply {v:?}"
             ))),
