@@ -160,3 +160,104 @@ fn unreachable_server_is_an_io_error() {
         other => panic!("expected an I/O error, got {:?}", other.map(|_| ())),
     }
 }
+
+/// Commit `data` for oid 0 on top of `serial`; returns the new tid.
+fn commit_root(c: &mut Client, serial: Tid, data: &[u8]) -> Tid {
+    let txn = Value::Int(7);
+    c.call_oneway(
+        "tpc_begin",
+        vec![
+            txn.clone(),
+            Value::bytes(b"".to_vec()),
+            Value::bytes(b"".to_vec()),
+            Value::Dict(vec![]),
+            Value::None,
+            Value::str(" "),
+        ],
+    )
+    .unwrap();
+    c.call_oneway(
+        "storea",
+        vec![
+            Value::bytes(Oid(0).to_bytes()),
+            Value::bytes(serial.to_bytes()),
+            Value::bytes(data.to_vec()),
+            txn.clone(),
+        ],
+    )
+    .unwrap();
+    c.call("vote", vec![txn.clone()]).unwrap();
+    let tid = c.call("tpc_finish", vec![txn]).unwrap();
+    Tid::from_slice(tid.as_bytes().unwrap()).unwrap()
+}
+
+fn zeo_pack(argv0: Option<&str>, args: &[&str]) -> std::process::Output {
+    let bin = crate::common::zeo_bin();
+    let mut cmd = match argv0 {
+        None => {
+            let mut c = Command::new(&bin);
+            c.arg("pack");
+            c
+        }
+        Some(name) => {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let link = dir.join(name);
+            std::os::unix::fs::symlink(&bin, &link).unwrap();
+            Command::new(link)
+        }
+    };
+    cmd.args(args).output().unwrap()
+}
+
+#[test]
+fn zeo_pack_packs_a_runzeo_storage_and_zeopack_is_quiet() {
+    let server = start_runzeo(false);
+    let mut c = Client::connect(&server.addr, &Options::default()).unwrap();
+    c.register("1", false).unwrap();
+    let pickle = |n: u8| {
+        let mut p = b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03K".to_vec();
+        p.extend([n, b'.']);
+        p
+    };
+    let t1 = commit_root(&mut c, Tid::ZERO, &pickle(1));
+    let t2 = commit_root(&mut c, t1, &pickle(2));
+    assert!(c.load_before(Oid(0), t2).unwrap().is_some());
+    let addr = server.addr.to_string();
+    let out = zeo_pack(None, &[&addr]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("packed storage 1 at "), "{stdout}");
+    // The old revision is gone: nothing is current before t2 any more.
+    assert!(c.load_before(Oid(0), t2).unwrap().is_none());
+    // As zeopack: same job, nothing printed.
+    let out = zeo_pack(Some("zeopack"), &[&format!("{addr}:1")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    // A storage the server does not have: the server's error, exit 1.
+    let out = zeo_pack(None, &[&format!("{addr}:nosuch")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown storage"));
+}
+
+#[test]
+fn zeo_pack_exits_1_for_an_unreachable_server() {
+    let port = free_port().to_string();
+    for argv0 in [None, Some("zeopack")] {
+        let out = zeo_pack(
+            argv0,
+            &["--connect-timeout", "0.5", &format!("127.0.0.1:{port}")],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Couldn't connect"));
+    }
+    let out = zeo_pack(None, &["nonsense:spec:x:y"]);
+    assert_eq!(out.status.code(), Some(2));
+}
