@@ -13,6 +13,7 @@ pub enum Error {
     Protocol(crate::protocol::ProtocolError),
     Config(crate::config::ConfigError),
     Trace(crate::cache::TraceError),
+    Client(crate::client::ClientError),
     /// Command-line usage problems; reported with exit status 2.
     Usage(String),
     /// I/O outside a more specific area, with what we were doing.
@@ -51,6 +52,7 @@ impl fmt::Display for Error {
             Error::Protocol(e) => e.fmt(f),
             Error::Config(e) => e.fmt(f),
             Error::Trace(e) => e.fmt(f),
+            Error::Client(e) => e.fmt(f),
             Error::Usage(m) | Error::Other(m) => f.write_str(m),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }
@@ -84,5 +86,10 @@ impl From<crate::config::ConfigError> for Error {
 impl From<crate::cache::TraceError> for Error {
     fn from(e: crate::cache::TraceError) -> Self {
         Error::Trace(e)
+    }
+}
+impl From<crate::client::ClientError> for Error {
+    fn from(e: crate::client::ClientError) -> Self {
+        Error::Client(e)
     }
 }

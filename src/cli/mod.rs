@@ -61,7 +61,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         .first()
         .cloned()
         .unwrap_or_else(|| OsString::from("zeo"));
-    let parsed = match applet_for(&argv0) {
+    let applet = applet_for(&argv0);
+    let parsed = match applet {
         Some((tool, sub)) => {
             // Old tool name: the whole argv belongs to that subcommand.
             let cmd = Cli::command();
@@ -88,7 +89,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
     };
     let result = match command {
         Command::Serve(a) => serve::run(a),
-        Command::Pack(a) => pack::run(a),
+        // Under its old name zeopack stays quiet on success, as cron expects.
+        Command::Pack(a) => pack::run_with(a, applet.is_some()),
         Command::Up(a) => up::run(a),
         Command::CacheStats(a) => cache_stats::run(a),
         Command::CacheSimul(a) => cache_simul::run(a),
