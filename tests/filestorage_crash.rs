@@ -23,7 +23,9 @@ fn meta() -> TxnMeta {
 }
 
 /// All (oid → (data, tid)) loads plus the iterator's tids.
-fn snapshot(s: &FileStorage) -> (Vec<(Oid, Result<(Vec<u8>, Tid), String>)>, Vec<Tid>) {
+type Snapshot = (Vec<(Oid, Result<(Vec<u8>, Tid), String>)>, Vec<Tid>);
+
+fn snapshot(s: &FileStorage) -> Snapshot {
     let loads = s
         .index_entries()
         .into_iter()
@@ -41,22 +43,22 @@ fn snapshot(s: &FileStorage) -> (Vec<(Oid, Result<(Vec<u8>, Tid), String>)>, Vec
 fn build(dir: &Path) -> (Vec<u8>, u64) {
     let p = dir.join("src.fs");
     let s = FileStorage::open(&p, Options::default()).unwrap();
-    let mut serials = vec![Tid::ZERO; 4];
+    let mut serials = [Tid::ZERO; 4];
     for i in 0..4 {
         let t = s.tpc_begin(&meta(), None, TxnStatus::Normal).unwrap();
-        for oid in 0..=i.min(3) {
+        for (oid, serial) in serials.iter().enumerate().take(i.min(3) + 1) {
             s.store(
                 &t,
                 Oid(oid as u64),
-                serials[oid],
+                *serial,
                 &mapping_pickle(&format!("v{i}-{oid}")),
             )
             .unwrap();
         }
         s.tpc_vote(&t).unwrap();
         let tid = s.tpc_finish(t).unwrap();
-        for oid in 0..=i.min(3) {
-            serials[oid] = tid;
+        for serial in serials.iter_mut().take(i.min(3) + 1) {
+            *serial = tid;
         }
     }
     let last_start = s.size();
@@ -334,7 +336,7 @@ fn mutated_fixture_files_never_panic() {
                 // Damage a length-like field: 8 bytes of 0xff or random.
                 let i = (rng.next() % b.len() as u64) as usize;
                 for j in i..(i + 8).min(b.len()) {
-                    b[j] = if rng.next() % 2 == 0 {
+                    b[j] = if rng.next().is_multiple_of(2) {
                         0xff
                     } else {
                         rng.next() as u8

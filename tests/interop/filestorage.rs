@@ -322,11 +322,11 @@ fn write_ours(path: &Path, blobs: &Path) {
     .unwrap();
     let mut rng = Xs(0x1234_5678_9abc_def1);
     let mut serial = vec![Tid::ZERO; 40];
-    let mut deleted = vec![false; 40];
+    let mut deleted = [false; 40];
     let meta = |i: usize| TxnMeta {
         user: format!("/ user{}", i % 3).into_bytes(),
         description: format!("txn {i} zoë").into_bytes(),
-        extension: if i % 4 == 0 { EXT.to_vec() } else { vec![] },
+        extension: if i.is_multiple_of(4) { EXT.to_vec() } else { vec![] },
     };
     for i in 0..40 {
         let t = s.tpc_begin(&meta(i), None, TxnStatus::Normal).unwrap();

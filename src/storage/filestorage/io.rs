@@ -21,7 +21,7 @@ pub trait DataFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// fsync (data and metadata).
     fn sync(&self) -> io::Result<()>;
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
 
     /// Fill `buf` completely from `pos`; `UnexpectedEof` if the file is shorter.
     fn read_exact_at(&self, buf: &mut [u8], pos: u64) -> io::Result<()> {
@@ -61,7 +61,7 @@ impl DataFile for OsFile {
     fn sync(&self) -> io::Result<()> {
         self.0.sync_all()
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
 }
@@ -174,7 +174,7 @@ impl DataFile for FaultyFile {
         drop(g);
         self.inner.sync()
     }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
     }
 }

@@ -430,7 +430,7 @@ impl FileStorage {
             None => Arc::new(OsFile(os)),
         };
         let io = |e| StorageError::io(format!("reading {}", path.display()), e);
-        let mut size = file.len().map_err(io)?;
+        let mut size = file.size().map_err(io)?;
         if size == 0 && !opts.read_only {
             file.write_all_at(MAGIC, 0)
                 .map_err(|e| StorageError::io(format!("writing {}", path.display()), e))?;
