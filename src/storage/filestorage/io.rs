@@ -178,3 +178,47 @@ impl DataFile for FaultyFile {
         self.inner.size()
     }
 }
+
+/// An in-memory data file (fuzzing, unit tests).
+#[derive(Debug, Default)]
+pub struct MemFile(pub Mutex<Vec<u8>>);
+
+impl MemFile {
+    pub fn new(data: Vec<u8>) -> Self {
+        MemFile(Mutex::new(data))
+    }
+}
+
+impl DataFile for MemFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let d = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let Ok(start) = usize::try_from(pos) else { return Ok(0) };
+        if start >= d.len() {
+            return Ok(0);
+        }
+        let n = buf.len().min(d.len() - start);
+        buf[..n].copy_from_slice(&d[start..start + n]);
+        Ok(n)
+    }
+    fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        let mut d = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let start = usize::try_from(pos).map_err(|_| io::Error::other("position too large"))?;
+        let end = start + buf.len();
+        if d.len() < end {
+            d.resize(end, 0);
+        }
+        d[start..end].copy_from_slice(buf);
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).resize(len, 0);
+        Ok(())
+    }
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn size(&self) -> io::Result<u64> {
+        Ok(self.0.lock().unwrap_or_else(|e| e.into_inner()).len() as u64)
+    }
+}
