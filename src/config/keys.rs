@@ -18,6 +18,21 @@ fn is_basic_key(k: &str) -> bool {
         && cs.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
+/// Levenshtein distance, for "did you mean" hints (keys are short).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// `<zeo> key 'adress'`: how messages name a key.
 pub fn key_label(section: &Section, key: &str) -> String {
     format!("{} key '{key}'", section.label())
@@ -35,8 +50,10 @@ impl<'a> Keys<'a> {
             if !allowed.contains(&lower.as_str()) {
                 let hint = if allowed.is_empty() {
                     "unknown key (this section takes no keys)".to_string()
+                } else if let Some(near) = allowed.iter().find(|a| distance(a, &lower) <= 2) {
+                    format!("unknown key (did you mean '{near}'?)")
                 } else {
-                    format!("unknown key (known: {})", allowed.join(", "))
+                    format!("unknown key (known keys: {})", allowed.join(", "))
                 };
                 return Err(kv.pos.error(label, hint));
             }

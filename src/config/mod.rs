@@ -10,6 +10,7 @@
 pub mod json;
 pub mod keys;
 pub mod logging;
+pub mod overrides;
 pub mod parser;
 pub mod schema;
 pub mod typed;
@@ -23,18 +24,25 @@ use std::path::{Path, PathBuf};
 
 /// Read and type the configuration file `path` (runzeo's `-C`).
 pub fn load_file(path: &Path) -> Result<ServerConfig, ConfigError> {
-    load_file_with(path, &RealHost)
+    load_file_with(path, &[], &RealHost)
 }
 
-/// [`load_file`] with an explicit [`Host`] (filesystem and environment).
-pub fn load_file_with(path: &Path, host: &dyn Host) -> Result<ServerConfig, ConfigError> {
+/// [`load_file`] with `-X path/key=value` overrides and an explicit [`Host`]
+/// (filesystem and environment).
+pub fn load_file_with(
+    path: &Path,
+    overrides: &[String],
+    host: &dyn Host,
+) -> Result<ServerConfig, ConfigError> {
     let text = host.read_file(path).map_err(|e| ConfigError {
         file: Some(path.to_path_buf()),
         line: None,
         key: None,
         message: format!("cannot read configuration file: {e}"),
     })?;
-    parse_str(&text, path, host)
+    let mut root = parser::parse(&text, path, host)?;
+    overrides::apply(&mut root, overrides)?;
+    typed::build(&root, host)
 }
 
 /// Parse and type configuration `text` that was read from `file`.

@@ -31,7 +31,7 @@ impl Pos {
     pub fn error(&self, key: Option<String>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: Some(self.file.as_ref().clone()),
-            line: Some(self.line),
+            line: (self.line > 0).then_some(self.line),
             key,
             message: message.into(),
         }
