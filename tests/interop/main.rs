@@ -5,3 +5,4 @@
 //! `make test`, or set ZEO_TEST_VENV to an existing virtualenv.
 
 mod common;
+mod config;
