@@ -57,10 +57,46 @@ const SEEDS: &[&str] = &[
 ];
 
 const TOKENS: &[&str] = &[
-    "<", ">", "</", "/>", "%", "$", "$$", "${", "}", "$(", ")", "(", "#", "\n", " ", "\t",
-    "%define ", "%include a.conf\n", "%include b.conf\n", "%import ZEO\n", "<zeo>\n", "</zeo>\n",
-    "<filestorage>", "address ", "path ", "~", "~root/", "é", "\u{1c}", "\r", ":", "[", "]",
-    "99999999999999999999", "-", "KB", "GB", "%(", ")s", "\0",
+    "<",
+    ">",
+    "</",
+    "/>",
+    "%",
+    "$",
+    "$$",
+    "${",
+    "}",
+    "$(",
+    ")",
+    "(",
+    "#",
+    "\n",
+    " ",
+    "\t",
+    "%define ",
+    "%include a.conf\n",
+    "%include b.conf\n",
+    "%import ZEO\n",
+    "<zeo>\n",
+    "</zeo>\n",
+    "<filestorage>",
+    "address ",
+    "path ",
+    "~",
+    "~root/",
+    "é",
+    "\u{1c}",
+    "\r",
+    ":",
+    "[",
+    "]",
+    "99999999999999999999",
+    "-",
+    "KB",
+    "GB",
+    "%(",
+    ")s",
+    "\0",
 ];
 
 fn mutate(rng: &mut XorShift, text: &str) -> String {
@@ -114,7 +150,10 @@ fn mutated_configs_never_panic() {
         }
     }
     // The mutations must exercise both outcomes, or this test proves little.
-    assert!(accepted > 100 && rejected > 1000, "{accepted} accepted, {rejected} rejected");
+    assert!(
+        accepted > 100 && rejected > 1000,
+        "{accepted} accepted, {rejected} rejected"
+    );
 }
 
 #[test]

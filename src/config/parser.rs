@@ -221,9 +221,8 @@ impl Parser<'_> {
     ) -> Result<(), ConfigError> {
         // The open sections of this file; `into` is below them all.
         let mut stack: Vec<Section> = Vec::new();
-        let mut lineno = 0usize;
-        for raw in text.split('\n') {
-            lineno += 1;
+        for (index, raw) in text.split('\n').enumerate() {
+            let lineno = index + 1;
             let pos = Pos {
                 file: file.clone(),
                 line: lineno,

@@ -46,8 +46,8 @@ pub fn check_unique_names(container: &Section) -> Result<(), ConfigError> {
                 return Err(s.pos.error(
                     None,
                     format!(
-                        "section name '{name}' is already used on line {line} in {}",
-                        container.label()
+                        "section name '{name}' is already used on line {line} {}",
+                        place(container)
                     ),
                 ));
             }
@@ -55,6 +55,15 @@ pub fn check_unique_names(container: &Section) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// "at the top level" or "in <zeo>".
+fn place(container: &Section) -> String {
+    if container.type_.is_empty() {
+        "at the top level".to_string()
+    } else {
+        format!("in {}", container.label())
+    }
 }
 
 /// An error about a section that may not appear in `container`.

@@ -197,7 +197,13 @@ pub fn logging_level(s: &str) -> Result<u8, String> {
         "all" => 1,
         "notset" => 0,
         other => {
-            let v = py_int(other)?;
+            let v = py_int(other).map_err(|_| {
+                format!(
+                    "{} is neither a level name (critical, fatal, error, warn, warning, info, \
+                     blather, debug, trace, all, notset) nor a number 0-50",
+                    py_repr(s)
+                )
+            })?;
             if !(0..=50).contains(&v) {
                 return Err(format!("log level not in range: {v}"));
             }

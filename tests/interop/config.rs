@@ -194,10 +194,11 @@ fn accepted_cases() -> Vec<Case> {
         ),
         (
             "options override the file",
-            conf(format!(
+            conf(
                 "<zeo>\n  address 8100\n  transaction-timeout 20\n  pid-filename a.pid\n</zeo>\n\
                  <filestorage x>\n  path x.fs\n</filestorage>\n"
-            )),
+                    .into(),
+            ),
             vec![
                 "-C", "zeo.conf", "-a", "127.0.0.1:9100", "-f", "var/one.fs", "-f", "var/two.fs",
                 "-t", "2.5", "--pid-file", "b.pid",
@@ -224,7 +225,8 @@ fn rejected_cases() -> Vec<Case> {
     let bad = |text: String| (conf(text), c.to_vec());
     let zeo = |keys: &str| format!("<zeo>\n  address 8100\n{keys}\n</zeo>\n{FS}");
     let fs = |keys: &str| format!("{ZEO}<filestorage>\n  path x.fs\n{keys}\n</filestorage>\n");
-    let list: Vec<(&str, (Vec<(&str, String)>, Vec<&str>))> = vec![
+    type Files = Vec<(&'static str, String)>;
+    let list: Vec<(&str, (Files, Vec<&str>))> = vec![
         ("unknown key", bad(zeo("  adress 1"))),
         ("bad boolean", bad(zeo("  read-only maybe"))),
         ("bad integer", bad(zeo("  invalidation-queue-size lots"))),
