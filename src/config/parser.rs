@@ -83,6 +83,10 @@ pub const IMPORTABLE: &[&str] = &[
 
 /// How deep `%include` may nest (ZConfig only stops at Python's recursion limit).
 pub const MAX_INCLUDE_DEPTH: usize = 16;
+/// How many `%include`s one configuration may perform in all.
+pub const MAX_INCLUDES: usize = 1000;
+/// Longest value substitution may produce (defines can otherwise double per line).
+pub const MAX_VALUE_LEN: usize = 1 << 20;
 /// How deep sections may nest.
 pub const MAX_SECTION_DEPTH: usize = 64;
 
@@ -103,6 +107,7 @@ pub fn parse(text: &str, file: &Path, host: &dyn Host) -> Result<Section, Config
         host,
         defines: HashMap::new(),
         depth: 0,
+        includes: 0,
     };
     p.parse_into(text, file, &mut root)?;
     Ok(root)
@@ -112,6 +117,7 @@ struct Parser<'h> {
     host: &'h dyn Host,
     defines: HashMap<String, String>,
     depth: usize,
+    includes: usize,
 }
 
 /// Split `key rest` the way ZConfig's `_keyvalue_rx` does: the key is the leading run
@@ -200,6 +206,11 @@ pub fn substitute(
         match value {
             Some(v) => out.push_str(&v),
             None => return Err(format!("no replacement for '{name}'")),
+        }
+        if out.len() > MAX_VALUE_LEN {
+            return Err(format!(
+                "value longer than {MAX_VALUE_LEN} bytes after substitution"
+            ));
         }
         rest = tail;
     }
@@ -358,6 +369,13 @@ impl Parser<'_> {
             _ => {
                 let target = self.replace(py_strip(arg), pos)?;
                 let path = resolve_include(&pos.file, &target).map_err(|m| pos.error(None, m))?;
+                self.includes += 1;
+                if self.includes > MAX_INCLUDES {
+                    return Err(pos.error(
+                        None,
+                        format!("more than {MAX_INCLUDES} %include directives in all"),
+                    ));
+                }
                 if self.depth >= MAX_INCLUDE_DEPTH {
                     return Err(pos.error(
                         None,
@@ -603,6 +621,17 @@ mod tests {
         assert!(e.message.contains("etc/missing.conf"), "{e}");
         let e = parse("%include self.conf\n", Path::new("etc/zeo.conf"), &host).unwrap_err();
         assert!(e.message.contains("nested"), "{e}");
+        let fan = MemHost(vec![("etc/f.conf", "%include f.conf\n%include f.conf\n")]);
+        let e = parse("%include f.conf\n", Path::new("etc/zeo.conf"), &fan).unwrap_err();
+        assert!(
+            e.message.contains("nested") || e.message.contains("in all"),
+            "{e}"
+        );
+        let mut doubling = String::from("%define a0 xxxxxxxx\n");
+        for i in 1..40 {
+            doubling.push_str(&format!("%define a{i} $a{}$a{}\n", i - 1, i - 1));
+        }
+        assert!(p(&doubling).unwrap_err().message.contains("longer than"));
         let e = parse("%include http://x/y\n", Path::new("etc/zeo.conf"), &host).unwrap_err();
         assert!(e.message.contains("http"), "{e}");
     }
