@@ -33,6 +33,15 @@ complete -c zeo -n "__fish_zeo_needs_command" -f -a "cache-stats" -d 'Summarize 
 complete -c zeo -n "__fish_zeo_needs_command" -f -a "cache-simul" -d 'Simulate a ZEO client cache on a trace (cache_simul.py)'
 complete -c zeo -n "__fish_zeo_needs_command" -f -a "trace" -d 'Print, filter, follow or generate ZEO cache traces'
 complete -c zeo -n "__fish_zeo_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -s C -l configure -d 'Configuration file (ZConfig syntax, as runzeo reads it)' -r -F
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -s a -l address -d 'Address to listen on: PORT, HOST:PORT, [IPV6]:PORT, or a Unix socket PATH (with a /)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -s f -l filename -d 'FileStorage to serve (repeat for several: named 1, 2, ...); replaces the file\'s storages' -r -F
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -s t -l timeout -d 'Transaction timeout in seconds (default: none)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -l pid-file -d 'File to write the server\'s process id to' -r -F
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -s X -d 'Override a configuration setting: -X section/key=value (needs -C)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -s r -l read-only -d 'Serve read-only (not a runzeo option; same as `read-only true` in <zeo>)'
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -l test -d 'Set everything up, then exit (runzeo\'s --test)'
+complete -c zeo -n "__fish_zeo_using_subcommand serve" -l print-config -d 'Print the effective configuration as JSON and exit'
 complete -c zeo -n "__fish_zeo_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c zeo -n "__fish_zeo_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s d -l days -d 'Pack objects that are older than this number of days' -r

@@ -8,3 +8,4 @@ mod client;
 mod common;
 mod filestorage;
 mod protocol;
+mod config;
