@@ -4,4 +4,5 @@
 //! These tests fail (they do not skip) when the virtualenv is missing: run them through
 //! `make test`, or set ZEO_TEST_VENV to an existing virtualenv.
 
+mod cache_tools;
 mod common;
