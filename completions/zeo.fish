@@ -58,10 +58,31 @@ complete -c zeo -n "__fish_zeo_using_subcommand pack" -l help -d 'Print help'
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s V -l version -d 'Print version'
 complete -c zeo -n "__fish_zeo_using_subcommand up" -s h -l help -d 'Print help'
 complete -c zeo -n "__fish_zeo_using_subcommand up" -s V -l version -d 'Print version'
-complete -c zeo -n "__fish_zeo_using_subcommand cache-stats" -s h -l help -d 'Print help'
-complete -c zeo -n "__fish_zeo_using_subcommand cache-stats" -s V -l version -d 'Print version'
-complete -c zeo -n "__fish_zeo_using_subcommand cache-simul" -s h -l help -d 'Print help'
-complete -c zeo -n "__fish_zeo_using_subcommand cache-simul" -s V -l version -d 'Print version'
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l format -d 'Line format: `line`, or `stats` for exactly the cache-stats -v record lines' -r -f -a "line\t''
+stats\t''"
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l oid -d 'Only records of this oid (hex, e.g. 0x1a); repeat for several' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l code -d 'Only records with this event code (hex, after masking, e.g. 22); repeat for several' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l since -d 'Only records at or after TIME (epoch seconds or YYYY-MM-DD[THH:MM[:SS]], local time unless --utc)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l until -d 'Only records at or before TIME (same forms as --since)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l generate -d 'Write a synthetic trace to this file instead of reading one (.gz compresses)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l records -d 'Number of records to write' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l objects -d 'Number of distinct objects' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l size-median -d 'Median object (pickle) size in bytes; sizes are log-normal' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l size-sigma -d 'Log-normal sigma of object sizes' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l size-max -d 'Largest object size in bytes' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l zipf -d 'Zipf exponent of object popularity (0 = uniform)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l write-ratio -d 'Fraction of operations that are this client\'s commits' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l inval-ratio -d 'Fraction of operations that are invalidations from other clients' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l noncurrent-ratio -d 'Fraction of reads at an old snapshot (non-current loads)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l restarts -d 'Client restarts after the first start' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l cache-size -d 'Size of the modelled client cache, in MB' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l start -d 'Timestamp (epoch seconds) of the first record' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l rate -d 'Records per second of trace time' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l garbage -d 'Runs of zero bytes to insert, as a crash leaves behind' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l seed -d 'Seed of the pseudo-random generator' -r
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l utc -d 'Show times in UTC instead of local time (TZ)'
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -l offsets -d 'Prefix each line with the record\'s byte offset and raw code byte; list misaligned (zero-timestamp) heads'
+complete -c zeo -n "__fish_zeo_using_subcommand trace" -s f -l follow -d 'Keep reading as the trace grows (plain files; stop with Ctrl-C)'
 complete -c zeo -n "__fish_zeo_using_subcommand trace" -s h -l help -d 'Print help'
 complete -c zeo -n "__fish_zeo_using_subcommand trace" -s V -l version -d 'Print version'
 complete -c zeo -n "__fish_zeo_using_subcommand help; and not __fish_seen_subcommand_from serve pack up cache-stats cache-simul trace help" -f -a "serve" -d 'Run a ZEO storage server (runzeo)'

@@ -5,6 +5,7 @@
 //! `make test`, or set ZEO_TEST_VENV to an existing virtualenv.
 
 mod client;
+mod cache_tools;
 mod common;
 mod filestorage;
 mod protocol;
