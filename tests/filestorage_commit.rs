@@ -76,6 +76,20 @@ fn store_load_revisions_and_reopen() {
     assert_eq!((r.oid, r.tid, r.next), (Oid(0), t1, Some(Oid(1))));
     assert_eq!(s.record_iternext(Some(Oid(1))).unwrap().unwrap().next, None);
     assert_eq!(s.record_iternext(Some(Oid(2))).unwrap(), None);
+    // Iteration from a start tid, found from either end of the file.
+    for (start, want) in [
+        (t1, vec![t1, t2, t3]),
+        (t2, vec![t2, t3]),
+        (t3, vec![t3]),
+        (Tid(t3.0 + 1), vec![]),
+    ] {
+        let got: Vec<Tid> = s
+            .iterator(Some(start), None)
+            .unwrap()
+            .map(|t| t.unwrap().tid)
+            .collect();
+        assert_eq!(got, want);
+    }
     let size = s.size();
     assert_eq!(fs::metadata(&p).unwrap().len(), size);
     s.close().unwrap();

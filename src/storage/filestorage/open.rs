@@ -271,7 +271,7 @@ pub fn check_sanity(file: &dyn DataFile, size: u64, index: &Index, mut pos: u64)
     let mut b8 = [0u8; 8];
     let mut hb = [0u8; 23];
     loop {
-        file.read_exact_at(&mut b8, pos - 8).ok()?;
+        file.read_exact_at(&mut b8, pos.checked_sub(8)?).ok()?;
         let tl = u64::from_be_bytes(b8);
         pos = pos.checked_sub(tl)?.checked_sub(8)?;
         if pos < 4 {
@@ -585,7 +585,11 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let base = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/filestorage/undo.fs")).unwrap();
+        let base = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/filestorage/undo.fs"
+        ))
+        .unwrap();
         assert!(scan_image(&base).is_ok());
         for _ in 0..5000 {
             let mut b = base.clone();

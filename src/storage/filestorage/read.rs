@@ -147,7 +147,11 @@ impl Reader {
 
     /// Position of the transaction that ends at `e` (walking backwards).
     pub fn txn_before(&self, e: u64) -> SResult<(u64, TxnHeader)> {
-        let b = self.read(e - 8, 8)?;
+        let tl_pos = e
+            .checked_sub(8)
+            .filter(|&p| p >= 4)
+            .ok_or_else(|| self.corrupted(e, "no transaction ends here"))?;
+        let b = self.read(tl_pos, 8)?;
         let tl = format::be_u64(&b);
         let pos = e
             .checked_sub(8)
@@ -436,9 +440,24 @@ impl FileStorage {
 
     pub(crate) fn iterator_impl(&self, start: Option<Tid>, stop: Option<Tid>) -> SResult<TxnIter> {
         self.check_open()?;
+        let (reader, last_tid) = {
+            let st = self.state_read();
+            (
+                Reader {
+                    file: st.file.clone(),
+                    end: st.end,
+                    path: self.path.clone(),
+                },
+                st.last_tid,
+            )
+        };
+        let pos = match start {
+            Some(s) => start_position(&reader, s, last_tid)?,
+            None => 4,
+        };
         Ok(Box::new(FsIter {
-            reader: self.reader(),
-            pos: 4,
+            reader,
+            pos,
             start,
             stop,
             done: false,
@@ -463,6 +482,29 @@ impl FileStorage {
         it.map(|t| t.map(|t| (t.tid, t.records.iter().map(|x| x.oid).collect())))
             .collect()
     }
+}
+
+/// Where iteration from tid `start` should begin: walk backwards from the end when
+/// `start` is nearer in time to the last transaction than to the first (as Python's
+/// FileIterator does), else start at the beginning and skip forwards.
+fn start_position(r: &Reader, start: Tid, last_tid: Tid) -> SResult<u64> {
+    if r.end <= 4 {
+        return Ok(4);
+    }
+    let hb = r.read(4, TXN_HEADER_LEN)?;
+    let first = TxnHeader::decode(&hb).map_or(Tid::ZERO, |h| h.tid);
+    if start <= first || start.0 - first.0 <= last_tid.0.saturating_sub(start.0) {
+        return Ok(4);
+    }
+    let mut e = r.end;
+    while e > 4 {
+        let (pos, h) = r.txn_before(e)?;
+        if h.tid < start {
+            return Ok(e);
+        }
+        e = pos;
+    }
+    Ok(4)
 }
 
 /// Parse a whole Data.fs image in memory, returning every transaction (used by the
