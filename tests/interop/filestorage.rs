@@ -601,3 +601,46 @@ fn python_data_fs_reads_identically_in_ours() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn python_and_we_exclude_each_other_through_the_lock_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("Data.fs");
+    // We hold it: Python cannot open it writable, but can read-only.
+    let s = FileStorage::open(&p, Options::default()).unwrap();
+    let out = run_python(
+        r#"
+import sys
+from ZODB.FileStorage import FileStorage
+try:
+    FileStorage(sys.argv[1])
+    print('opened')
+except Exception as e:
+    print(type(e).__name__)
+FileStorage(sys.argv[1], read_only=True).close()
+"#,
+        &[&p.display().to_string()],
+    );
+    assert_eq!(out.trim(), "LockError");
+    drop(s);
+    // Python holds it: we get a lock error until it closes.
+    let mut child = std::process::Command::new(crate::common::python())
+        .arg("-c")
+        .arg("import sys\nfrom ZODB.FileStorage import FileStorage\nst = FileStorage(sys.argv[1])\nprint('ready', flush=True)\nsys.stdin.read()\nst.close()\n")
+        .arg(&p)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    match FileStorage::open(&p, Options::default()) {
+        Err(StorageError::Locked { .. }) => {}
+        other => panic!("expected a lock error, got {:?}", other.err()),
+    }
+    assert!(FileStorage::open(&p, Options { read_only: true, ..Default::default() }).is_ok());
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    FileStorage::open(&p, Options::default()).unwrap();
+}
