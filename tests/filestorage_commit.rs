@@ -93,6 +93,19 @@ fn store_load_revisions_and_reopen() {
     let size = s.size();
     assert_eq!(fs::metadata(&p).unwrap().len(), size);
     s.close().unwrap();
+    // Read-only time travel: the view stops before the first tid >= stop.
+    let tt = FileStorage::open(
+        &p,
+        Options {
+            read_only: true,
+            stop: Some(t3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(tt.last_transaction(), t2);
+    assert_eq!(tt.load(Oid(1)).unwrap(), (mapping_pickle("b2"), t2));
+    drop(tt);
     let s = open(&p);
     assert_eq!(s.last_transaction(), t3);
     assert_eq!(s.size(), size);

@@ -633,13 +633,24 @@ FileStorage(sys.argv[1], read_only=True).close()
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     assert_eq!(line.trim(), "ready");
     match FileStorage::open(&p, Options::default()) {
         Err(StorageError::Locked { .. }) => {}
         other => panic!("expected a lock error, got {:?}", other.err()),
     }
-    assert!(FileStorage::open(&p, Options { read_only: true, ..Default::default() }).is_ok());
+    assert!(FileStorage::open(
+        &p,
+        Options {
+            read_only: true,
+            ..Default::default()
+        }
+    )
+    .is_ok());
     drop(child.stdin.take());
     assert!(child.wait().unwrap().success());
     FileStorage::open(&p, Options::default()).unwrap();

@@ -22,6 +22,9 @@ use crate::storage::{
     TxnIter, TxnMeta,
 };
 
+/// Bytes read speculatively after a record header on loads (most pickles fit).
+const READ_AHEAD: u64 = 1024;
+
 /// A consistent view for positioned reads: the data file and the committed end.
 #[derive(Clone)]
 pub(crate) struct Reader {
@@ -63,8 +66,12 @@ impl Reader {
     /// The data record header at `pos`; if `oid` is given it must match.
     pub fn header(&self, pos: u64, oid: Option<Oid>) -> SResult<DataHeader> {
         let b = self.read(pos, DATA_HEADER_LEN)?;
-        let h = DataHeader::decode(&b)
-            .ok_or_else(|| self.corrupted(pos, "short data record header"))?;
+        self.check_header(pos, &b, oid)
+    }
+
+    fn check_header(&self, pos: u64, b: &[u8], oid: Option<Oid>) -> SResult<DataHeader> {
+        let h =
+            DataHeader::decode(b).ok_or_else(|| self.corrupted(pos, "short data record header"))?;
         if let Some(o) = oid {
             if h.oid != o {
                 return Err(self.corrupted(
@@ -116,6 +123,42 @@ impl Reader {
             last = back;
             back = self.back(back)?;
         }
+    }
+
+    /// The header at `pos` plus up to `extra` bytes after it, read with one `pread`
+    /// (a load then usually needs no second system call).
+    pub fn header_ahead(&self, pos: u64, oid: Oid, extra: u64) -> SResult<(DataHeader, Vec<u8>)> {
+        let avail = self.end.saturating_sub(pos);
+        if avail < DATA_HEADER_LEN {
+            return Ok((self.header(pos, Some(oid))?, Vec::new()));
+        }
+        let buf = self.read(pos, avail.min(DATA_HEADER_LEN + extra))?;
+        let h = self.check_header(pos, &buf, Some(oid))?;
+        Ok((h, buf))
+    }
+
+    /// [`Reader::record_state`] using bytes already read by [`Reader::header_ahead`].
+    pub fn record_state_ahead(
+        &self,
+        pos: u64,
+        h: &DataHeader,
+        buf: &[u8],
+    ) -> SResult<Option<Vec<u8>>> {
+        let body = DATA_HEADER_LEN as usize;
+        if h.plen > 0 {
+            if let Some(d) = usize::try_from(h.plen)
+                .ok()
+                .and_then(|n| buf.get(body..body.checked_add(n)?))
+            {
+                return Ok(Some(d.to_vec()));
+            }
+            return Ok(Some(self.data(pos, h)?));
+        }
+        let back = match buf.get(body..body + 8) {
+            Some(b) => format::be_u64(b),
+            None => self.back(pos)?,
+        };
+        Ok(self.resolve(h.oid, back, pos)?.map(|r| r.0))
     }
 
     /// The state a record stands for: its data or the resolved backpointer.
@@ -323,9 +366,9 @@ impl FileStorage {
 
     pub(crate) fn load_impl(&self, oid: Oid) -> SResult<(Vec<u8>, Tid)> {
         let (r, pos) = self.lookup(oid)?;
-        let h = r.header(pos, Some(oid))?;
+        let (h, buf) = r.header_ahead(pos, oid, READ_AHEAD)?;
         let data = r
-            .record_state(pos, &h)?
+            .record_state_ahead(pos, &h, &buf)?
             .ok_or_else(|| StorageError::pos_key(oid))?;
         Ok((data, h.tid))
     }
@@ -334,10 +377,10 @@ impl FileStorage {
         let (r, mut pos) = self.lookup(oid)?;
         let mut end = None;
         loop {
-            let h = r.header(pos, Some(oid))?;
+            let (h, buf) = r.header_ahead(pos, oid, READ_AHEAD)?;
             if h.tid < before {
                 let data = r
-                    .record_state(pos, &h)?
+                    .record_state_ahead(pos, &h, &buf)?
                     .ok_or_else(|| StorageError::pos_key(oid))?;
                 return Ok(Some(LoadBefore {
                     data,
