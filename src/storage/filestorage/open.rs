@@ -453,7 +453,9 @@ impl FileStorage {
         // Index file, trusted only after the sanity check.
         let index_path = suffixed(&path, ".index");
         let mut from_index = None;
-        if size > 0 {
+        // Time travel needs a scan from the start (an index describes the whole file;
+        // Python uses it anyway and so ignores `stop` when an index exists).
+        if size > 0 && opts.stop.is_none() {
             if let Ok(bytes) = fs::read(&index_path) {
                 match Index::from_file_bytes(&bytes) {
                     Ok((ix, pos)) => match check_sanity(&*file, size, &ix, pos) {
