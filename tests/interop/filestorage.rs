@@ -461,6 +461,32 @@ print(n)
         .parse()
         .unwrap();
     assert!(n > 0);
+    // Python appends to our file (writable, using our index), closes (writing its
+    // index); we read the result as Python does.
+    run_python(
+        r#"
+import sys, ZODB, transaction
+from ZODB.FileStorage import FileStorage
+st = FileStorage(sys.argv[1], blob_dir=sys.argv[2])
+assert st._used_index == 1, 'Python rescanned our file'
+db = ZODB.DB(st)
+c = db.open()
+c.root()['k'] = 'from python'
+transaction.commit()
+db.close()
+"#,
+        &[&p.display().to_string(), &b.display().to_string()],
+    );
+    let (theirs, logs) = py_dump(&p, Some(&b));
+    assert_eq!(logs, 0);
+    assert_same_dump(&rust_dump(&p, Some(&b)), &theirs);
+    let s = FileStorage::open(&p, Options::default()).unwrap();
+    assert!(s
+        .load(Oid(0))
+        .unwrap()
+        .0
+        .windows(11)
+        .any(|w| w == b"from python"));
 }
 
 const PY_WRITE: &str = r#"
