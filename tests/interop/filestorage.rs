@@ -75,11 +75,13 @@ fn sha(d: Option<&[u8]>) -> String {
 }
 
 fn sha256_hex(d: &[u8]) -> String {
-    // The same small SHA-256 as tests/fs_common (kept local: separate test crate).
+    // Python's hashlib computes the digest (the interop crate has no SHA-256 of its own).
+    let f = tmp_write(d);
     let out = run_python(
         "import sys,hashlib;print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())",
-        &[&tmp_write(d)],
+        &[&f],
     );
+    let _ = fs::remove_file(&f);
     out.trim().to_string()
 }
 
@@ -242,6 +244,7 @@ fn resolve_hashes(text: &str) -> String {
         "import sys,hashlib\nfor l in open(sys.argv[1]).read().split('\\n'):\n    print(hashlib.sha256(bytes.fromhex(l)).hexdigest() if l else hashlib.sha256(b'').hexdigest())",
         &[&input],
     );
+    let _ = fs::remove_file(&input);
     let hashes: Vec<&str> = out.lines().collect();
     let mut text = text.to_string();
     for (k, h) in keys.iter().zip(hashes) {
