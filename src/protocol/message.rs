@@ -76,15 +76,23 @@ pub fn decode_message(
 
 /// Encode an envelope in the connection's encoding.
 pub fn encode_message(enc: Encoding, env: &Envelope) -> Result<Vec<u8>, ProtocolError> {
-    let v = Value::Tuple(vec![
-        env.msgid.clone(),
-        env.flag.clone(),
-        Value::Str(env.method.clone()),
-        env.args.clone(),
-    ]);
+    encode_parts(enc, &env.msgid, &env.flag, &env.method, &env.args)
+}
+
+/// Encode `(msgid, flag, method, args)` from borrowed parts (no copies of the
+/// arguments are made).
+pub fn encode_parts(
+    enc: Encoding,
+    msgid: &Value,
+    flag: &Value,
+    method: &str,
+    args: &Value,
+) -> Result<Vec<u8>, ProtocolError> {
+    let name = Value::Str(method.to_string());
+    let items = [msgid, flag, &name, args];
     match enc {
-        Encoding::Pickle => pickle::encode(&v),
-        Encoding::Msgpack => msgpack::encode(&v),
+        Encoding::Pickle => pickle::encode_tuple(&items),
+        Encoding::Msgpack => msgpack::encode_tuple(&items),
     }
 }
 

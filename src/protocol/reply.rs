@@ -10,7 +10,7 @@
 
 use super::errors::WireError;
 use super::handshake::Encoding;
-use super::message::{decode_message, Envelope, REPLY};
+use super::message::{decode_message, encode_parts, Envelope, REPLY};
 use super::pickle::GlobalPolicy;
 use super::value::Value;
 use super::ProtocolError;
@@ -615,15 +615,18 @@ pub fn decode_server_message(
 /// (e.g. a set in msgpack) becomes `builtins.ValueError("Couldn't pickle
 /// response")`.
 pub fn encode_reply(enc: Encoding, reply: &Reply) -> Result<Vec<u8>, ProtocolError> {
-    match super::message::encode_message(enc, &reply.to_envelope()) {
+    let encoded = match &reply.result {
+        Ok(v) => encode_parts(enc, &reply.msgid, &Value::Int(0), REPLY, v),
+        Err(e) => encode_parts(enc, &reply.msgid, &Value::Int(2), REPLY, &e.to_value()),
+    };
+    match encoded {
         Ok(b) => Ok(b),
-        Err(_) => super::message::encode_message(
+        Err(_) => encode_parts(
             enc,
-            &Reply::error(
-                reply.msgid.clone(),
-                WireError::value_error("Couldn't pickle response"),
-            )
-            .to_envelope(),
+            &reply.msgid,
+            &Value::Int(2),
+            REPLY,
+            &WireError::value_error("Couldn't pickle response").to_value(),
         ),
     }
 }

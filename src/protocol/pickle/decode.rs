@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 type NodeId = usize;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Node {
     Scalar(Value),
     Tuple(Vec<NodeId>),
@@ -46,8 +46,8 @@ pub fn decode(data: &[u8], policy: GlobalPolicy) -> Result<Value, ProtocolError>
         data,
         pos: 0,
         policy,
-        nodes: Vec::new(),
-        shared: Vec::new(),
+        nodes: Vec::with_capacity((data.len() / 4).min(64) + 4),
+        shared: Vec::with_capacity((data.len() / 4).min(64) + 4),
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
@@ -466,46 +466,26 @@ impl<'a> Decoder<'a> {
         }
         self.charge(1)?;
         let shared = clone || self.shared[id];
-        // Non-shared nodes have exactly one parent, so they can be moved out.
+        // Non-shared nodes have exactly one parent, so they are moved out of the
+        // arena; shared ones (memo) are copied, charged against the budget.
         let node = if shared {
-            None
+            let n = self.nodes[id].clone();
+            if let Node::Scalar(Value::Bytes(b)) = &n {
+                self.charge(b.len())?;
+            } else if let Node::Scalar(Value::Str(t)) = &n {
+                self.charge(t.len())?;
+            }
+            n
         } else {
-            Some(std::mem::replace(&mut self.nodes[id], Node::Taken))
+            std::mem::replace(&mut self.nodes[id], Node::Taken)
         };
-        let node_ref = match &node {
-            Some(n) => n,
-            None => &self.nodes[id],
-        };
-        match node_ref {
+        match node {
             Node::Taken => Err(self.err("internal: value used twice", self.data.len())),
-            Node::Scalar(v) => {
-                if shared {
-                    let size = match v {
-                        Value::Bytes(b) => b.len(),
-                        Value::Str(s) => s.len(),
-                        _ => 0,
-                    };
-                    let v = v.clone();
-                    self.charge(size)?;
-                    Ok(v)
-                } else {
-                    match node {
-                        Some(Node::Scalar(v)) => Ok(v),
-                        _ => Err(self.err("internal: scalar vanished", self.data.len())),
-                    }
-                }
-            }
-            Node::Tuple(ids) => {
-                let ids = ids.clone();
-                Ok(Value::Tuple(self.many(&ids, depth, shared)?))
-            }
-            Node::List(ids) => {
-                let ids = ids.clone();
-                Ok(Value::List(self.many(&ids, depth, shared)?))
-            }
+            Node::Scalar(v) => Ok(v),
+            Node::Tuple(ids) => Ok(Value::Tuple(self.many(&ids, depth, shared)?)),
+            Node::List(ids) => Ok(Value::List(self.many(&ids, depth, shared)?)),
             Node::Set { frozen, items } => {
-                let (frozen, ids) = (*frozen, items.clone());
-                let items = self.many(&ids, depth, shared)?;
+                let items = self.many(&items, depth, shared)?;
                 Ok(if frozen {
                     Value::FrozenSet(items)
                 } else {
@@ -513,7 +493,6 @@ impl<'a> Decoder<'a> {
                 })
             }
             Node::Dict(pairs) => {
-                let pairs = pairs.clone();
                 let mut out = Vec::with_capacity(pairs.len());
                 for (k, v) in pairs {
                     let k = self.materialize(k, depth + 1, shared)?;
@@ -528,8 +507,6 @@ impl<'a> Decoder<'a> {
                 args,
                 state,
             } => {
-                let (module, name, args, state) =
-                    (module.clone(), name.clone(), args.clone(), *state);
                 let args = self.many(&args, depth, shared)?;
                 let state = match state {
                     Some(s) => Some(Box::new(self.materialize(s, depth + 1, shared)?)),

@@ -4,6 +4,38 @@ use crate::protocol::value::{Value, MAX_DEPTH};
 use crate::protocol::ProtocolError;
 
 /// Encode `v` as a protocol-3 pickle exactly as zodbpickle's fast-mode pickler does.
+/// Encode a tuple given as borrowed items (the message envelope) without
+/// building a `Value` for it first.
+pub fn encode_tuple(items: &[&Value]) -> Result<Vec<u8>, ProtocolError> {
+    let size: usize = items
+        .iter()
+        .map(|v| match v {
+            Value::Bytes(b) => b.len() + 5,
+            _ => 16,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size + 8);
+    out.extend_from_slice(&[0x80, 3]);
+    match items.len() {
+        0 => out.push(b')'),
+        1..=3 => {
+            for x in items {
+                encode_into(x, &mut out, 2)?;
+            }
+            out.push(0x84 + items.len() as u8);
+        }
+        _ => {
+            out.push(b'(');
+            for x in items {
+                encode_into(x, &mut out, 2)?;
+            }
+            out.push(b't');
+        }
+    }
+    out.push(b'.');
+    Ok(out)
+}
+
 pub fn encode(v: &Value) -> Result<Vec<u8>, ProtocolError> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(&[0x80, 3]);

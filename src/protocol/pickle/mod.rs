@@ -6,13 +6,13 @@
 //! of globals ([`GlobalPolicy`]): `builtins.set`/`frozenset` and
 //! `ZopeUndo.Prefix.Prefix` from clients; additionally `ZODB.POSException._recon`
 //! and the POSException classes when reading a Python server's replies. Nothing is
-//! ever called: allowed globals become inert [`Value`] nodes.
+//! ever called: allowed globals become inert [`Value`](crate::protocol::Value) nodes.
 //!
 //! Invariants: the decoder never panics and never allocates more than a small
 //! multiple of its input (values live in an arena of at most one node per opcode;
 //! materialising memo references is charged against a budget proportional to the
 //! input, so memo "billion laughs" fail cleanly); results nest at most
-//! [`MAX_DEPTH`] levels.
+//! [`MAX_DEPTH`](crate::protocol::value::MAX_DEPTH) levels.
 //!
 //! Encoding emits protocol 3 exactly as zodbpickle's fast-mode pickler does (no
 //! memo), so server frames are byte-identical to the Python server's.
@@ -21,7 +21,7 @@ mod decode;
 mod encode;
 
 pub use decode::decode;
-pub use encode::encode;
+pub use encode::{encode, encode_tuple};
 
 /// Opcodes the decoder accepts (besides `PROTO` at the start).
 pub const ACCEPTED_OPCODES: &[&str] = &[
