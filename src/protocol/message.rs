@@ -144,7 +144,7 @@ pub fn parse_incoming(env: Envelope) -> Result<Incoming, ProtocolError> {
             )))
         }
     };
-    match Request::parse(&env.method, &env.args) {
+    match Request::parse_owned(&env.method, env.args) {
         Ok(request) => Ok(Incoming::Call(Call {
             msgid: env.msgid,
             oneway,

@@ -199,7 +199,8 @@ pub enum Request {
 /// Positional arguments of one call, with typed accessors producing clear errors.
 struct Args<'a> {
     method: &'a str,
-    items: &'a [Value],
+    /// Owned, so large byte strings (records, blob chunks) are moved, not copied.
+    items: Vec<Value>,
 }
 
 impl<'a> Args<'a> {
@@ -226,11 +227,14 @@ impl<'a> Args<'a> {
             i + 1
         ))
     }
-    fn get(&self, i: usize) -> Option<&'a Value> {
+    fn get(&self, i: usize) -> Option<&Value> {
         self.items.get(i)
     }
-    fn value(&self, i: usize) -> Value {
-        self.items.get(i).cloned().unwrap_or(Value::None)
+    fn value(&mut self, i: usize) -> Value {
+        self.items
+            .get_mut(i)
+            .map(|v| std::mem::replace(v, Value::None))
+            .unwrap_or(Value::None)
     }
     fn p64(&self, i: usize, name: &str) -> Result<u64, ProtocolError> {
         match self.get(i) {
@@ -254,9 +258,9 @@ impl<'a> Args<'a> {
             Some(_) => self.tid(i, name).map(Some),
         }
     }
-    fn bytes(&self, i: usize, name: &str) -> Result<Vec<u8>, ProtocolError> {
-        match self.get(i) {
-            Some(Value::Bytes(b)) => Ok(b.clone()),
+    fn bytes(&mut self, i: usize, name: &str) -> Result<Vec<u8>, ProtocolError> {
+        match self.items.get_mut(i) {
+            Some(Value::Bytes(b)) => Ok(std::mem::take(b)),
             _ => Err(self.type_err(i, name, "bytes")),
         }
     }
@@ -316,16 +320,25 @@ fn opt_tidv(t: Option<Tid>) -> Value {
 impl Request {
     /// Validate `args` (the 4th element of the envelope) for `method`.
     pub fn parse(method: &str, args: &Value) -> Result<Request, ProtocolError> {
+        Self::parse_owned(method, args.clone())
+    }
+
+    /// Like [`Request::parse`], taking the arguments by value so that byte
+    /// strings are moved into the request instead of copied.
+    pub fn parse_owned(method: &str, args: Value) -> Result<Request, ProtocolError> {
         let Some((name, _)) = SERVER_METHODS.iter().find(|(m, _)| *m == method) else {
             return Err(ProtocolError::UnknownMethod(method.to_string()));
         };
-        let Some(items) = args.as_seq() else {
-            return Err(ProtocolError::bad(format!(
-                "{method}() arguments must be a tuple, got {}",
-                args.type_name()
-            )));
+        let items = match args {
+            Value::Tuple(v) | Value::List(v) => v,
+            other => {
+                return Err(ProtocolError::bad(format!(
+                    "{method}() arguments must be a tuple, got {}",
+                    other.type_name()
+                )))
+            }
         };
-        let a = Args {
+        let mut a = Args {
             method: name,
             items,
         };
