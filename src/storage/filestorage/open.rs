@@ -585,7 +585,11 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let base = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/filestorage/undo.fs")).unwrap();
+        let base = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/filestorage/undo.fs"
+        ))
+        .unwrap();
         assert!(scan_image(&base).is_ok());
         for _ in 0..5000 {
             let mut b = base.clone();
