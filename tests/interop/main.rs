@@ -10,3 +10,6 @@ mod common;
 mod config;
 mod filestorage;
 mod protocol;
+mod server;
+#[path = "../server_support/mod.rs"]
+mod server_support;
