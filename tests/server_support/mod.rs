@@ -26,12 +26,23 @@ pub struct ZeoServer {
     pub dir: PathBuf,
     pub conf: PathBuf,
     pub log: PathBuf,
+    pub env: Vec<(String, String)>,
 }
 
 impl ZeoServer {
     /// Serve `storages` (configuration sections) with `zeo_extra` lines in `<zeo>`,
     /// inside `dir` (the server's working directory).
     pub fn start(dir: &Path, zeo_extra: &str, storages: &str) -> ZeoServer {
+        Self::start_env(dir, zeo_extra, storages, &[])
+    }
+
+    /// [`ZeoServer::start`] with extra environment variables.
+    pub fn start_env(
+        dir: &Path,
+        zeo_extra: &str,
+        storages: &str,
+        env: &[(&str, &str)],
+    ) -> ZeoServer {
         let port = free_port();
         let conf = dir.join("zeo.conf");
         std::fs::write(
@@ -45,6 +56,10 @@ impl ZeoServer {
             dir: dir.to_path_buf(),
             conf,
             log: dir.join("server.log"),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
@@ -62,6 +77,7 @@ impl ZeoServer {
             .arg("-C")
             .arg(&self.conf)
             .current_dir(&self.dir)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
