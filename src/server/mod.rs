@@ -10,6 +10,7 @@ pub mod commit;
 pub mod connection;
 pub mod event_loop;
 pub mod notify;
+pub mod tls;
 
 pub use connection::{CloseReason, Limits};
 pub use event_loop::{Action, ConnId, EventLoop, ListenAddress, Outbox, Service, Signal};
