@@ -94,6 +94,22 @@ pub fn names_match(info: &CertInfo, server_name: &ServerName<'_>) -> bool {
     }
 }
 
+/// The error for a certificate that is neither verified nor pinned. webpki refuses a
+/// self-signed CA certificate presented as an end entity with a generic error (alert
+/// `certificate_unknown`); OpenSSL calls any untrusted self-signed certificate an unknown
+/// issuer (alert `unknown_ca`), and so do we, so peers see the same alert.
+fn untrusted(end_entity: &CertificateDer<'_>, webpki_err: Error) -> Error {
+    let unknown = Error::InvalidCertificate(CertificateError::UnknownIssuer);
+    match webpki_err {
+        Error::InvalidCertificate(CertificateError::Other(_) | CertificateError::BadEncoding)
+            if x509::parse(end_entity).is_some_and(|i| i.self_issued) =>
+        {
+            unknown
+        }
+        other => other,
+    }
+}
+
 fn algorithms(provider: &CryptoProvider) -> WebPkiSupportedAlgorithms {
     provider.signature_verification_algorithms
 }
@@ -153,7 +169,7 @@ impl ClientCertVerifier for ClientAuth {
         match self.pinned.check(end_entity, now) {
             Ok(_) => Ok(ClientCertVerified::assertion()),
             Err(Some(e)) => Err(e),
-            Err(None) => Err(webpki_err),
+            Err(None) => Err(untrusted(end_entity, webpki_err)),
         }
     }
 
@@ -232,7 +248,7 @@ impl ServerCertVerifier for ServerAuth {
             }
             Ok(_) => Err(Error::InvalidCertificate(CertificateError::NotValidForName)),
             Err(Some(e)) => Err(e),
-            Err(None) => Err(webpki_err),
+            Err(None) => Err(untrusted(end_entity, webpki_err)),
         }
     }
 

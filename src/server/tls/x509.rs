@@ -23,6 +23,9 @@ pub struct CertInfo {
     pub dns_names: Vec<String>,
     /// subjectAltName iPAddress entries.
     pub ip_addresses: Vec<IpAddr>,
+    /// Issuer and subject names are identical (a self-issued, typically self-signed,
+    /// certificate).
+    pub self_issued: bool,
 }
 
 const SEQUENCE: u8 = 0x30;
@@ -73,7 +76,7 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
     }
     let (_serial, rest) = expect(rest, 0x02)?;
     let (_sig_alg, rest) = expect(rest, SEQUENCE)?;
-    let (_issuer, rest) = expect(rest, SEQUENCE)?;
+    let (issuer, rest) = expect(rest, SEQUENCE)?;
     let (validity, rest) = expect(rest, SEQUENCE)?;
     let (subject, rest) = expect(rest, SEQUENCE)?;
     let (_spki, mut rest) = expect(rest, SEQUENCE)?;
@@ -89,6 +92,7 @@ pub fn parse(der: &[u8]) -> Option<CertInfo> {
         common_names: common_names(subject)?,
         dns_names: Vec::new(),
         ip_addresses: Vec::new(),
+        self_issued: issuer == subject,
     };
     // issuerUniqueID [1], subjectUniqueID [2], extensions [3]: all optional.
     while let Some((tag, content, after)) = tlv(rest) {
