@@ -305,3 +305,44 @@ fn client_options_errors_name_files() {
     .unwrap();
     assert_eq!(name, "::1");
 }
+
+#[test]
+fn crls_in_the_trust_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("clients.pem");
+    let mut all = std::fs::read(fx("ca.pem")).unwrap();
+    all.extend(std::fs::read(fx("ca_crl.pem")).unwrap());
+    all.extend(std::fs::read(fx("client.pem")).unwrap());
+    std::fs::write(&list, all).unwrap();
+    let server = server_config(&SslConfig {
+        certificate: fx("srv.pem"),
+        key: Some(fx("srv_key.pem")),
+        password_function: None,
+        authenticate: Authenticate::File(list),
+    })
+    .unwrap();
+    let out = handshake(
+        server.clone(),
+        client("ca.pem", Some(("cli.pem", "cli_key.pem")), true),
+        "localhost",
+    );
+    assert!(out.ok(), "not revoked: {out:?}");
+    let out = handshake(
+        server.clone(),
+        client("ca.pem", Some(("revoked.pem", "revoked_key.pem")), true),
+        "localhost",
+    );
+    assert_eq!(
+        out.server,
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::Revoked
+        ))
+    );
+    // With CRLs loaded, a directly listed self-signed certificate is no longer enough.
+    let out = handshake(
+        server,
+        client("ca.pem", Some(("client.pem", "client_key.pem")), true),
+        "localhost",
+    );
+    assert!(out.server.is_err(), "{out:?}");
+}

@@ -82,6 +82,7 @@ fn untrusted_certificate_is_refused_and_logged() {
     let CloseReason::Tls(reason) = why else {
         unreachable!()
     };
+    eprintln!("untrusted: {reason}");
     assert!(reason.contains("invalid peer certificate"), "{reason}");
     assert!(!log_lines(&reason).is_empty());
 }
@@ -100,5 +101,6 @@ fn plain_client_on_tls_port_is_refused() {
     // No greeting: at most a TLS alert record (content type 21), then EOF.
     assert!(n == 0 || buf[0] == 21, "{:?}", &buf[..n]);
     let why = wait_close(&closes, |w| matches!(w, CloseReason::Tls(_))).unwrap();
+    eprintln!("plain client: {why}");
     assert!(matches!(why, CloseReason::Tls(_)), "{why:?}");
 }

@@ -211,3 +211,44 @@ fn python_client_without_certificate_is_reported_by_our_server() {
     let why = wait_close(&closes, |w| matches!(w, CloseReason::Tls(_))).unwrap();
     assert_eq!(why, CloseReason::Tls("peer sent no certificates".into()));
 }
+
+#[test]
+fn python_ssl_with_crl_in_the_trust_file() {
+    // ca.pem + its CRL (revoking revoked.pem) + ZEO's self-signed client.pem listed
+    // directly: runzeo turns on CRL checks for the client certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("clients.pem");
+    let mut all = std::fs::read(fx("ca.pem")).unwrap();
+    all.extend(std::fs::read(fx("ca_crl.pem")).unwrap());
+    all.extend(std::fs::read(fx("client.pem")).unwrap());
+    std::fs::write(&list, all).unwrap();
+    let ssl = SslConfig {
+        certificate: fx("srv.pem"),
+        key: Some(fx("srv_key.pem")),
+        password_function: None,
+        authenticate: Authenticate::File(list),
+    };
+    compare(
+        &ssl,
+        &[
+            (
+                Some(("cli.pem", "cli_key.pem")),
+                "localhost",
+                "ca.pem",
+                "OK Z5 hello",
+            ),
+            (
+                Some(("revoked.pem", "revoked_key.pem")),
+                "localhost",
+                "ca.pem",
+                "REFUSED SSLError SSLV3_ALERT_CERTIFICATE_REVOKED",
+            ),
+            (
+                Some(("client.pem", "client_key.pem")),
+                "localhost",
+                "ca.pem",
+                "REFUSED SSLError TLSV1_ALERT_UNKNOWN_CA",
+            ),
+        ],
+    );
+}

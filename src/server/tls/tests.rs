@@ -233,8 +233,13 @@ fn trust_directory() {
     std::fs::copy(fx("ca.pem"), dir.path().join("ca.pem")).unwrap();
     std::fs::copy(fx("ca.pem"), dir.path().join("3cb51633.0")).unwrap();
     std::fs::copy(fx("client.pem"), dir.path().join("client.crt")).unwrap();
+    std::fs::copy(fx("ca_crl.pem"), dir.path().join("3cb51633.r0")).unwrap();
     let trust = load::trust_dir(dir.path()).unwrap();
     assert_eq!(trust.certs.len(), 2);
+    assert_eq!(trust.crls.len(), 1, "hashed CRL file read");
+    // With a CRL, only webpki verification remains (no pinning).
+    let v = client_verifier(&trust, dir.path()).unwrap();
+    assert!(v.pinned.is_empty() && v.webpki.is_some());
 }
 
 #[test]
