@@ -346,3 +346,33 @@ fn crls_in_the_trust_file() {
     );
     assert!(out.server.is_err(), "{out:?}");
 }
+
+#[test]
+fn system_roots_from_ssl_cert_file() {
+    // No `authenticate`: the system CAs, here redirected with SSL_CERT_FILE (no other
+    // test of this binary uses the system CAs).
+    std::env::set_var("SSL_CERT_FILE", fx("ca.pem"));
+    let cfg = client_config(&ClientTls {
+        certificate: Some(fx("cli.pem")),
+        key: Some(fx("cli_key.pem")),
+        ..ClientTls::default()
+    })
+    .unwrap();
+    let out = handshake(ca_server(), cfg, "localhost");
+    assert!(out.ok(), "{out:?}");
+    // A system CA bundle is never used for pinning: ZEO's self-signed server.pem as a
+    // "system CA" does not make the server that presents it trusted.
+    std::env::set_var("SSL_CERT_FILE", fx("server.pem"));
+    let cfg = client_config(&ClientTls {
+        certificate: Some(fx("client.pem")),
+        key: Some(fx("client_key.pem")),
+        ..ClientTls::default()
+    })
+    .unwrap();
+    let out = handshake(zeo_server(), cfg, "zodb.org");
+    assert!(out.client.is_err(), "{out:?}");
+    std::env::set_var("SSL_CERT_FILE", fx("no-such-bundle.pem"));
+    let e = client_config(&ClientTls::default()).unwrap_err();
+    assert!(e.to_string().contains("no-such-bundle.pem"), "{e}");
+    std::env::remove_var("SSL_CERT_FILE");
+}

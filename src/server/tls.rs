@@ -230,6 +230,14 @@ pub fn server_config(ssl: &SslConfig) -> Result<Arc<rustls::ServerConfig>, TlsEr
         Authenticate::Dynamic => return Err(TlsError::Dynamic),
     };
     let verifier = client_verifier(&trust, trust_path)?;
+    log::info!(
+        "TLS: certificate {}; client certificates required, trusting {} certificate(s) \
+         and {} CRL(s) from {}",
+        ssl.certificate.display(),
+        trust.certs.len(),
+        trust.crls.len(),
+        trust_path.display()
+    );
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Other(format!("TLS protocol versions: {e}")))?
