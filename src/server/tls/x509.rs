@@ -1,12 +1,14 @@
 //! A minimal, read-only X.509 DER reader: just what the pinned-certificate checks of
-//! [`super::PinnedCerts`] need (validity period, subject common names, subjectAltName
-//! DNS names and IP addresses).
+//! `verify` need (validity period, subject common names, subjectAltName DNS names and
+//! IP addresses, whether issuer and subject are the same name).
 //!
-//! It is used only on certificates the administrator listed in a trust file
-//! (`authenticate`), never to decide whether a chain is valid: signatures, chains and
-//! key usage are webpki's job. Invariants: a pure function over a buffer; never panics
-//! (every length is checked against the bytes that remain, long-form lengths are limited
-//! to 4 bytes); any structure it does not understand makes it return `None`.
+//! It reads certificates the administrator listed in a trust file, and a peer's
+//! untrusted certificate only to phrase a refusal (self-issued or not). It never decides
+//! whether a chain is valid: signatures, chains and key usage are webpki's job.
+//! Invariants: a pure function over a buffer; never panics (every length is checked
+//! against the bytes that remain, long-form lengths are limited to 4 bytes, no
+//! allocation is sized from a length field); anything it does not understand makes it
+//! return `None`. Fuzzed by fuzz/fuzz_targets/tls_certificates.rs.
 
 use std::net::IpAddr;
 
