@@ -122,8 +122,11 @@ fn py_client(port: u16, cert: Option<(&str, &str)>, hostname: &str, ca: &str) ->
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// One client case: certificate and key, server host name, CA file, expected outcome.
+type Case<'a> = (Option<(&'a str, &'a str)>, &'a str, &'a str, &'a str);
+
 /// Run every case against our server and Python's; both must agree with `expected`.
-fn compare(ssl: &SslConfig, cases: &[(Option<(&str, &str)>, &str, &str, &str)]) {
+fn compare(ssl: &SslConfig, cases: &[Case]) {
     let (ours, _closes) = start_echo(ssl);
     let theirs = PyServer::start(ssl);
     for (cert, hostname, ca, expected) in cases {
