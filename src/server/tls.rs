@@ -250,5 +250,13 @@ pub fn server_config(ssl: &SslConfig) -> Result<Arc<rustls::ServerConfig>, TlsEr
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration for `<zeo>`'s listener: `None` without an `<ssl>` section
+/// (plain TCP), else [`server_config`] of it.
+pub fn listener_tls(
+    zeo: &crate::config::ZeoConfig,
+) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+    zeo.ssl.as_ref().map(server_config).transpose()
+}
+
 #[cfg(test)]
 mod tests;
