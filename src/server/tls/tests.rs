@@ -382,10 +382,9 @@ fn x509_reader_survives_mutations() {
 
 #[test]
 fn listener_tls_follows_the_ssl_section() {
-    let text =
-        format!("<zeo>\n address 127.0.0.1:0\n</zeo>\n<mappingstorage 1>\n</mappingstorage>\n");
+    let text = "<zeo>\n address 127.0.0.1:0\n</zeo>\n<mappingstorage 1>\n</mappingstorage>\n";
     let host = crate::config::RealHost;
-    let cfg = crate::config::parse_str(&text, Path::new("plain.conf"), &host).unwrap();
+    let cfg = crate::config::parse_str(text, Path::new("plain.conf"), &host).unwrap();
     assert!(listener_tls(&cfg.zeo).unwrap().is_none());
     let text = format!(
         "<zeo>\n address 127.0.0.1:0\n <ssl>\n  certificate {}\n  key {}\n  \
