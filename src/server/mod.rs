@@ -15,6 +15,7 @@ pub mod run;
 pub mod served;
 pub mod txn;
 pub mod zeo;
+pub mod tls;
 
 pub use connection::{CloseReason, Limits};
 pub use event_loop::{Action, ConnId, EventLoop, ListenAddress, Outbox, Service, Signal};

@@ -13,3 +13,4 @@ mod protocol;
 mod server;
 #[path = "../server_support/mod.rs"]
 mod server_support;
+mod tls;
