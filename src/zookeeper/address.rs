@@ -267,7 +267,10 @@ mod tests {
             properties(7, Some("127.0.0.1:9000")),
             r#"{"monitor":"127.0.0.1:9000","pid":7}"#
         );
-        assert_eq!(properties(1, Some("é\"")), r#"{"monitor":"\u00e9\"","pid":1}"#);
+        assert_eq!(
+            properties(1, Some("é\"")),
+            r#"{"monitor":"\u00e9\"","pid":1}"#
+        );
         assert!(!fqdn().is_empty());
     }
 }

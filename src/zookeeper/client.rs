@@ -260,8 +260,8 @@ impl ZooKeeper {
             },
             path,
         )?;
-        let mut names = jute::decode_children(&mut Dec::new(&body))
-            .map_err(|e| self.shared.protocol(&g, e))?;
+        let mut names =
+            jute::decode_children(&mut Dec::new(&body)).map_err(|e| self.shared.protocol(&g, e))?;
         names.sort();
         Ok(names)
     }
@@ -635,8 +635,7 @@ impl Shared {
         }
         let nodes = std::mem::take(&mut g.ephemerals);
         for e in &nodes {
-            let r = match self.create_locked(g, &e.path, &e.data, e.acl.clone(), jute::EPHEMERAL)
-            {
+            let r = match self.create_locked(g, &e.path, &e.data, e.acl.clone(), jute::EPHEMERAL) {
                 Err(ZkError::Server { code, .. }) if code == jute::ERR_NODE_EXISTS => {
                     self.replace_stale(g, &e.path, &e.data, &e.acl)
                 }

@@ -34,15 +34,15 @@ pub struct Registrant {
 
 impl Registrant {
     /// From the server's `<zookeeper>` section and its bound address.
-    pub fn from_config(
-        cfg: &crate::config::ZookeeperConfig,
-        host: &str,
-        port: u16,
-    ) -> Registrant {
+    pub fn from_config(cfg: &crate::config::ZookeeperConfig, host: &str, port: u16) -> Registrant {
         use crate::config::ListenAddress;
         let monitor = cfg.monitor_server.as_ref().map(|m| match m {
             ListenAddress::Tcp { host, port } => {
-                let h = if host.is_empty() { fqdn() } else { host.clone() };
+                let h = if host.is_empty() {
+                    fqdn()
+                } else {
+                    host.clone()
+                };
                 node_name(&h, *port)
             }
             ListenAddress::Unix(p) => p.display().to_string(),
