@@ -22,10 +22,10 @@ test test-interop: zookeeper
 # Everything: Rust unit and integration tests, including tests/interop/ which drives
 # real Python ZODB/ZEO from the pinned virtualenv (created on first use).
 test: venv
-	$(CARGO) test --release --all-targets
+	$(CARGO) test --profile ci --all-targets
 
 test-interop: venv
-	$(CARGO) test --release --test interop
+	$(CARGO) test --profile ci --test interop
 
 # Rewrite man/ and completions/ from the clap definitions.
 generated:

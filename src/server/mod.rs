@@ -10,6 +10,11 @@ pub mod commit;
 pub mod connection;
 pub mod event_loop;
 pub mod notify;
+pub mod reads;
+pub mod run;
+pub mod served;
+pub mod txn;
+pub mod zeo;
 
 pub use connection::{CloseReason, Limits};
 pub use event_loop::{Action, ConnId, EventLoop, ListenAddress, Outbox, Service, Signal};

@@ -1,0 +1,419 @@
+//! Read-side methods of the ZEO service (spec zeo-protocol.md §7, §10-13): loads,
+//! history, new_oids, getInvalidations, iterators, record_iternext, get_info,
+//! server_status, sendBlob streaming, and the worker-thread methods (pack, undoLog,
+//! undoInfo) with their completions.
+//!
+//! Invariants: iterator ids come from one per-connection counter starting at 0;
+//! `sendBlob` sends receiveBlobStart, the 59,000-byte chunks and receiveBlobStop
+//! before its reply; pack/undoLog/undoInfo never block the loop thread.
+
+use super::event_loop::{ConnId, Outbox};
+use super::served::{now_f64, Kind};
+use super::txn::BLOB_CHUNK;
+use super::zeo::{Completion, Iter, Outcome, ZeoService};
+use crate::protocol::reply::{
+    decode_extension, history_entry, undo_entry, undo_spec_matches, IterRecord, ReplyValue,
+    ServerCall, TxnHeader,
+};
+use crate::protocol::{Request, Value, WireError};
+use crate::storage::{Oid, PackOutcome, SResult, StorageError, Tid};
+
+fn wire(e: StorageError) -> Outcome {
+    Outcome::Error(WireError::from_storage(&e))
+}
+
+/// Python's `repr` of a bytes value.
+fn bytes_repr(b: &[u8]) -> String {
+    let mut s = String::from("b'");
+    for &c in b {
+        match c {
+            b'\\' => s.push_str("\\\\"),
+            b'\'' => s.push_str("\\'"),
+            b'\t' => s.push_str("\\t"),
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s.push('\'');
+    s
+}
+
+impl ZeoService {
+    pub(crate) fn read_call(
+        &mut self,
+        id: ConnId,
+        sidx: usize,
+        msgid: &Value,
+        request: Request,
+        out: &mut Outbox<Completion>,
+    ) -> Outcome {
+        use Request as R;
+        let storage = self.storages[sidx].storage.clone();
+        match request {
+            R::GetInfo => ReplyValue::Info(self.storages[sidx].info()).into(),
+            R::LastTransaction => ReplyValue::Tid(storage.last_transaction()).into(),
+            R::Ping => Outcome::Reply(Value::None),
+            R::LoadBefore { oid, before } => {
+                self.storages[sidx].stats.loads += 1;
+                match storage.load_before(oid, before) {
+                    Ok(r) => ReplyValue::LoadBefore(r.map(|l| (l.data, l.start, l.end))).into(),
+                    Err(e) => wire(e),
+                }
+            }
+            R::LoadSerial { oid, serial } => match storage.load_serial(oid, serial) {
+                Ok(d) => ReplyValue::Data(d).into(),
+                Err(e) => wire(e),
+            },
+            R::GetTid { oid } => match storage.get_tid(oid) {
+                Ok(t) => ReplyValue::Tid(t).into(),
+                Err(e) => wire(e),
+            },
+            R::History { oid, size } => {
+                let Some(size) = size else {
+                    return Outcome::Error(WireError::type_error(
+                        "'>=' not supported between instances of 'int' and 'NoneType'",
+                    ));
+                };
+                match storage.history(oid, size.max(0) as usize) {
+                    Ok(entries) => {
+                        let mut v = Vec::new();
+                        for e in &entries {
+                            match history_entry(e) {
+                                Ok(x) => v.push(x),
+                                Err(_) => v.push(undo_like_history(e)),
+                            }
+                        }
+                        ReplyValue::Entries(v).into()
+                    }
+                    Err(e) => wire(e),
+                }
+            }
+            R::NewOids { n } => {
+                if self.conns.get(&id).is_none_or(|c| c.read_only) {
+                    return Outcome::Error(WireError::read_only());
+                }
+                match storage.new_oids(n.clamp(1, 100) as usize) {
+                    Ok(o) => ReplyValue::Oids(o).into(),
+                    Err(e) => wire(e),
+                }
+            }
+            R::NewOid => Outcome::Error(WireError::attribute_error(
+                "'ZEOStorage' object has no attribute 'new_oid'",
+            )),
+            R::GetInvalidations { tid } => self.get_invalidations(sidx, tid),
+            R::Pack { time, wait } => {
+                let gc = self.storages[sidx].pack_gc;
+                let msgid = wait.then(|| msgid.clone());
+                out.spawn(move || Completion::Pack {
+                    storage: sidx,
+                    conn: id,
+                    msgid,
+                    result: storage.pack(time, gc),
+                });
+                if wait {
+                    Outcome::Later
+                } else {
+                    Outcome::Reply(Value::None)
+                }
+            }
+            R::UndoLog { first, last } => self.undo(sidx, id, msgid, first, last, None, out),
+            R::UndoInfo {
+                first,
+                last,
+                specification,
+            } => self.undo(sidx, id, msgid, first, last, specification, out),
+            R::RecordIternext { next } => {
+                if self.storages[sidx].kind != Kind::File {
+                    return Outcome::Error(WireError::attribute_error(
+                        "'MappingStorage' object has no attribute 'record_iternext'",
+                    ));
+                }
+                match storage.record_iternext(next) {
+                    Ok(Some(r)) => ReplyValue::RecordIternext {
+                        oid: r.oid,
+                        tid: r.tid,
+                        data: r.data,
+                        next: r.next,
+                    }
+                    .into(),
+                    Ok(None) => Outcome::Error(WireError::value_error("empty tree")),
+                    Err(e) => wire(e),
+                }
+            }
+            R::IteratorStart { start, stop } => match storage.iterator(start, stop) {
+                Ok(it) => self.new_iter(id, Iter::Txn { it, last: None }),
+                Err(e) => wire(e),
+            },
+            R::IteratorNext { iid } => self.iterator_next(id, &iid),
+            R::IteratorRecordStart { txn_iid, tid } => {
+                self.iterator_record_start(id, &txn_iid, tid)
+            }
+            R::IteratorRecordNext { iid } => self.iterator_record_next(id, &iid),
+            R::IteratorGc { iids } => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    for i in iids {
+                        if let Some(k) = i.as_int().and_then(|k| i64::try_from(k).ok()) {
+                            c.iters.remove(&k);
+                        }
+                    }
+                }
+                Outcome::Later
+            }
+            R::ServerStatus => {
+                let timeout = self.opts.transaction_timeout.is_some();
+                ReplyValue::Status(self.storages[sidx].status(timeout)).into()
+            }
+            R::SetClientLabel { label } => {
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.label = Some(match label {
+                        Value::Str(s) => s,
+                        other => other.to_string(),
+                    });
+                }
+                Outcome::Later
+            }
+            other => Outcome::Close(format!("{} is not handled here", other.method())),
+        }
+    }
+
+    fn get_invalidations(&self, sidx: usize, tid: Tid) -> Outcome {
+        let served = &self.storages[sidx];
+        if let Some(r) = served.invalidations.since(tid) {
+            return ReplyValue::Invalidations(Some(r)).into();
+        }
+        if let Some(age) = self.opts.invalidation_age {
+            if now_f64() - tid.time_time() < age {
+                return match super::commit::invalidations_from_storage(&*served.storage, tid) {
+                    Ok(r) => ReplyValue::Invalidations(r).into(),
+                    Err(e) => wire(e),
+                };
+            }
+        }
+        ReplyValue::Invalidations(None).into()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn undo(
+        &mut self,
+        sidx: usize,
+        id: ConnId,
+        msgid: &Value,
+        first: i64,
+        last: i64,
+        spec: Option<Vec<(Value, Value)>>,
+        out: &mut Outbox<Completion>,
+    ) -> Outcome {
+        if !self.storages[sidx].supports_undo() {
+            return ReplyValue::NoUndo.into();
+        }
+        let storage = self.storages[sidx].storage.clone();
+        let msgid = msgid.clone();
+        out.spawn(move || {
+            let result = undo_entries(&*storage, first, last, spec.as_deref());
+            Completion::Reply {
+                conn: id,
+                msgid,
+                result,
+            }
+        });
+        Outcome::Later
+    }
+
+    pub(crate) fn pack_done(
+        &mut self,
+        sidx: usize,
+        conn: ConnId,
+        msgid: Option<Value>,
+        result: SResult<PackOutcome>,
+        out: &mut Outbox<Completion>,
+    ) {
+        let ok = result.is_ok();
+        if let Err(e) = &result {
+            log::error!(target: super::zeo::LOG, "pack of storage {:?} failed: {e}", self.storages[sidx].name);
+        }
+        if let Some(m) = msgid {
+            let r = result
+                .map(|_| Value::None)
+                .map_err(|e| WireError::from_storage(&e));
+            self.send_reply(out, conn, m, r);
+        }
+        if ok {
+            let s = &self.storages[sidx];
+            let info = ServerCall::Info {
+                length: s.storage.len(),
+                size: s.storage.size(),
+            };
+            let ids: Vec<ConnId> = s.registered.iter().copied().collect();
+            for c in ids {
+                self.send_call(out, c, &info);
+            }
+        }
+    }
+
+    fn new_iter(&mut self, id: ConnId, it: Iter) -> Outcome {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Outcome::Later;
+        };
+        let iid = c.next_iid;
+        c.next_iid += 1;
+        c.iters.insert(iid, it);
+        ReplyValue::IteratorId(iid).into()
+    }
+
+    fn iterator_next(&mut self, id: ConnId, iid: &Value) -> Outcome {
+        let key = iid.as_int().and_then(|k| i64::try_from(k).ok());
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Outcome::Later;
+        };
+        let Some(Iter::Txn { it, last }) = key.and_then(|k| c.iters.get_mut(&k)) else {
+            return Outcome::Error(WireError::key_error(iid.clone()));
+        };
+        match it.next() {
+            Some(Ok(t)) => {
+                let header = TxnHeader {
+                    tid: t.tid,
+                    status: t.status,
+                    user: t.meta.user.clone(),
+                    description: t.meta.description.clone(),
+                    extension: decode_extension(&t.meta.extension).unwrap_or_default(),
+                };
+                *last = Some(t);
+                ReplyValue::IteratorNext(Some(header)).into()
+            }
+            Some(Err(e)) => wire(e),
+            None => {
+                if let Some(k) = key {
+                    c.iters.remove(&k);
+                }
+                ReplyValue::IteratorNext(None).into()
+            }
+        }
+    }
+
+    fn iterator_record_start(&mut self, id: ConnId, txn_iid: &Value, tid: Tid) -> Outcome {
+        let key = txn_iid.as_int().and_then(|k| i64::try_from(k).ok());
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Outcome::Later;
+        };
+        let Some(Iter::Txn { last, .. }) = key.and_then(|k| c.iters.get(&k)) else {
+            return Outcome::Error(WireError::key_error(txn_iid.clone()));
+        };
+        match last {
+            Some(t) if t.tid == tid => {
+                let records = t.records.clone();
+                self.new_iter(id, Iter::Records(records.into_iter()))
+            }
+            _ => Outcome::Error(WireError::exception(format!(
+                "Out-of-order request for record iterator for transaction {}",
+                bytes_repr(&tid.to_bytes())
+            ))),
+        }
+    }
+
+    fn iterator_record_next(&mut self, id: ConnId, iid: &Value) -> Outcome {
+        let key = iid.as_int().and_then(|k| i64::try_from(k).ok());
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Outcome::Later;
+        };
+        let Some(Iter::Records(it)) = key.and_then(|k| c.iters.get_mut(&k)) else {
+            return Outcome::Error(WireError::key_error(iid.clone()));
+        };
+        match it.next() {
+            Some(r) => ReplyValue::IteratorRecord(Some(IterRecord {
+                oid: r.oid,
+                tid: r.tid,
+                data: r.data,
+                data_txn: r.data_txn,
+            }))
+            .into(),
+            None => {
+                if let Some(k) = key {
+                    c.iters.remove(&k);
+                }
+                ReplyValue::IteratorRecord(None).into()
+            }
+        }
+    }
+
+    pub(crate) fn send_blob(
+        &mut self,
+        id: ConnId,
+        sidx: usize,
+        oid: Oid,
+        serial: Tid,
+        out: &mut Outbox<Completion>,
+    ) -> Outcome {
+        let storage = self.storages[sidx].storage.clone();
+        let data = match storage.load_blob(oid, serial).and_then(|p| {
+            std::fs::read(&p).map_err(|e| StorageError::io(format!("reading {}", p.display()), e))
+        }) {
+            Ok(d) => d,
+            Err(e) => {
+                log::debug!(target: super::zeo::LOG, "sendBlob: {e}");
+                return Outcome::Error(WireError::pos_key_blob(oid, serial));
+            }
+        };
+        self.send_call(out, id, &ServerCall::ReceiveBlobStart { oid, serial });
+        for chunk in data.chunks(BLOB_CHUNK) {
+            self.send_call(
+                out,
+                id,
+                &ServerCall::ReceiveBlobChunk {
+                    oid,
+                    serial,
+                    chunk: chunk.to_vec(),
+                },
+            );
+        }
+        self.send_call(out, id, &ServerCall::ReceiveBlobStop { oid, serial });
+        Outcome::Reply(Value::None)
+    }
+}
+
+/// A history entry whose extension does not decode: the standard keys only.
+fn undo_like_history(e: &crate::storage::HistoryEntry) -> Value {
+    let mut plain = e.clone();
+    plain.extension = Vec::new();
+    history_entry(&plain).unwrap_or(Value::None)
+}
+
+/// undoLog/undoInfo: entries `[first, last)` (negative `last`: `-last` entries from
+/// `first`) of the transactions matching `spec`, newest first.
+fn undo_entries(
+    storage: &dyn crate::storage::Storage,
+    first: i64,
+    last: i64,
+    spec: Option<&[(Value, Value)]>,
+) -> Result<Value, WireError> {
+    let Some(spec) = spec.filter(|s| !s.is_empty()) else {
+        return storage
+            .undo_log(first, last)
+            .map(|es| Value::List(es.iter().map(undo_entry).collect()))
+            .map_err(|e| WireError::from_storage(&e));
+    };
+    let all = storage
+        .undo_log(0, i64::MAX / 2)
+        .map_err(|e| WireError::from_storage(&e))?;
+    let end = if last < 0 {
+        first.saturating_sub(last)
+    } else {
+        last
+    };
+    let mut out = Vec::new();
+    let mut i = 0i64;
+    for e in &all {
+        if i >= end {
+            break;
+        }
+        let v = undo_entry(e);
+        if undo_spec_matches(spec, &v)? {
+            if i >= first {
+                out.push(v);
+            }
+            i += 1;
+        }
+    }
+    Ok(Value::List(out))
+}

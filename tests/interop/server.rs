@@ -1,0 +1,299 @@
+//! Real Python ZEO 6.2 `ClientStorage`/`ZEO.DB` against the real `zeo serve` binary:
+//! commits and reads, invalidations between clients, client-side BTree conflict
+//! resolution, undo, iterator and history, blobs (server-side upload/download incl.
+//! a 30 MB blob, shared blob directory), msgpack, read-only server and
+//! read_only_fallback, reconnect after a restart with quick and full verification,
+//! and Data.fs written through the server opening in Python's FileStorage.
+
+use crate::common::run_python;
+use crate::server_support::ZeoServer;
+
+const FS: &str = "<filestorage 1>\n  path Data.fs\n  blob-dir blobs\n</filestorage>";
+
+/// Commit and read, two clients seeing each other's invalidations, undo through
+/// DB.undo, iterator and history; then Python's FileStorage opens the Data.fs.
+fn basic_session(msgpack: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = if msgpack { "  msgpack true" } else { "" };
+    let mut server = ZeoServer::start(dir.path(), extra, FS);
+    let out = run_python(
+        r#"
+import sys, time, ZEO, transaction
+from persistent.mapping import PersistentMapping
+addr = ('127.0.0.1', int(sys.argv[1]))
+db1 = ZEO.DB(addr, server_sync=True); db2 = ZEO.DB(addr, server_sync=True)
+pv = db1.storage._server.client.protocol_version
+assert pv[:1] == sys.argv[2].encode(), pv
+tm1 = transaction.TransactionManager(); tm2 = transaction.TransactionManager()
+c1 = db1.open(tm1); c2 = db2.open(tm2)
+r1 = c1.root()
+r1['a'] = PersistentMapping(v=1)
+tm1.get().note('first')
+tm1.commit()
+tm2.begin()
+assert c2.root()['a']['v'] == 1
+# invalidation from client 1 reaches client 2
+r1['a']['v'] = 2
+tm1.commit()
+deadline = time.time() + 10
+while True:
+    tm2.begin()
+    if c2.root()['a']['v'] == 2: break
+    assert time.time() < deadline, 'no invalidation'
+    time.sleep(0.05)
+# and the other way round
+c2.root()['a']['v'] = 3
+tm2.commit()
+deadline = time.time() + 10
+while True:
+    tm1.begin()
+    if r1['a']['v'] == 3: break
+    assert time.time() < deadline, 'no invalidation back'
+    time.sleep(0.05)
+# history and iterator
+h = db1.history(r1['a']._p_oid, 10)
+assert len(h) == 3, h
+assert isinstance(h[0]['description'], str)
+tids = [t.tid for t in db1.storage.iterator()]
+assert len(tids) == 4, tids
+recs = [(r.oid, r.tid) for t in db1.storage.iterator() for r in t]
+assert len(recs) >= 5, recs
+# undo the last transaction through DB.undo
+log = db1.undoLog(0, 10)
+assert len(log) == 4, log
+assert log[-1]['description'] == 'initial database creation', log
+db1.undo(log[0]['id'], tm1.get())
+tm1.commit()
+tm1.begin()
+assert r1['a']['v'] == 2, r1['a']['v']
+info = db1.undoInfo(0, 20, {'description': b'first'})
+assert len(info) == 1 and info[0]['description'] == 'first', info
+st = db1.storage.server_status()
+assert st['connections'] == 2, st
+assert st['commits'] == 5, st
+db1.close(); db2.close()
+print('ok')
+"#,
+        &[&server.port.to_string(), if msgpack { "M" } else { "Z" }],
+    );
+    assert_eq!(out.trim(), "ok");
+    assert_eq!(server.stop(), Some(0));
+    let out = run_python(
+        r#"
+import sys
+from ZODB.FileStorage import FileStorage
+from ZODB.DB import DB
+fs = FileStorage(sys.argv[1], read_only=True)
+db = DB(fs)
+c = db.open()
+print(c.root()['a']['v'], len(list(fs.iterator())))
+db.close()
+"#,
+        &[dir.path().join("Data.fs").to_str().unwrap()],
+    );
+    assert_eq!(out.trim(), "2 5");
+}
+
+#[test]
+fn commit_invalidate_undo_iterate_pickle() {
+    basic_session(false);
+}
+
+#[test]
+fn commit_invalidate_undo_iterate_msgpack() {
+    basic_session(true);
+}
+
+/// Two clients insert into the same OOBTree bucket concurrently: the second vote
+/// gets the conflict, the Python client resolves it locally and votes again.
+#[test]
+fn btree_conflict_resolved_client_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ZeoServer::start(dir.path(), "", FS);
+    let out = run_python(
+        r#"
+import sys, ZEO, transaction
+from BTrees.OOBTree import OOBTree
+addr = ('127.0.0.1', int(sys.argv[1]))
+db1 = ZEO.DB(addr, server_sync=True); db2 = ZEO.DB(addr, server_sync=True)
+tm1 = transaction.TransactionManager(); tm2 = transaction.TransactionManager()
+c1 = db1.open(tm1); c2 = db2.open(tm2)
+t = OOBTree()
+for k in ('b', 'd', 'f'): t[k] = k
+c1.root()['t'] = t
+tm1.commit()
+tm2.begin()
+t2 = c2.root()['t']
+t1 = c1.root()['t']
+t1['a'] = 1
+t2['z'] = 2
+tm1.commit()
+tm2.commit()  # conflicts at vote, resolved by the client, committed
+tm1.begin(); tm2.begin()
+print(sorted(c1.root()['t'].keys()), sorted(c2.root()['t'].keys()))
+db1.close(); db2.close()
+"#,
+        &[&server.port.to_string()],
+    );
+    assert_eq!(
+        out.trim(),
+        "['a', 'b', 'd', 'f', 'z'] ['a', 'b', 'd', 'f', 'z']"
+    );
+}
+
+/// Blobs uploaded to and downloaded from the server (a small one and one of 30 MB),
+/// and blobs through a shared blob directory.
+#[test]
+fn blobs_server_side_and_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ZeoServer::start(dir.path(), "", FS);
+    let blobs = dir.path().join("blobs");
+    let out = run_python(
+        r#"
+import sys, os, hashlib, ZEO, transaction
+from ZODB.blob import Blob
+addr = ('127.0.0.1', int(sys.argv[1])); tmp = sys.argv[2]; shared = sys.argv[3]
+big = os.urandom(1 << 20) * 30
+db = ZEO.DB(addr, blob_dir=os.path.join(tmp, 'c1'))
+c = db.open(); r = c.root()
+for name, data in (('small', b'x' * 100), ('big', big), ('empty', b'')):
+    b = Blob()
+    with b.open('w') as f: f.write(data)
+    r[name] = b
+transaction.commit()
+db.close()
+# a fresh client with an empty blob cache downloads them
+db = ZEO.DB(addr, blob_dir=os.path.join(tmp, 'c2'))
+r = db.open().root()
+for name, data in (('small', b'x' * 100), ('big', big), ('empty', b'')):
+    got = r[name].open().read()
+    assert hashlib.sha1(got).digest() == hashlib.sha1(data).digest(), name
+db.close()
+# shared blob directory: the client writes into the server's blob dir itself
+db = ZEO.DB(addr, blob_dir=shared, shared_blob_dir=True)
+c = db.open(); r = c.root()
+b = Blob()
+with b.open('w') as f: f.write(b'shared!')
+r['shared'] = b
+transaction.commit()
+assert r['big'].open().read()[:10] == big[:10]
+db.close()
+db = ZEO.DB(addr, blob_dir=os.path.join(tmp, 'c3'))
+print(db.open().root()['shared'].open().read())
+db.close()
+"#,
+        &[
+            &server.port.to_string(),
+            dir.path().to_str().unwrap(),
+            blobs.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.trim(), "b'shared!'");
+    // No upload temp files are left behind.
+    let left: Vec<_> = std::fs::read_dir(blobs.join("tmp")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A read-only server refuses writers; read_only_fallback clients register
+/// read-only on the same connection; reads work.
+#[test]
+fn read_only_server_and_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let server = ZeoServer::start(dir.path(), "", FS);
+        run_python(
+            "import sys, ZEO, transaction\ndb = ZEO.DB(('127.0.0.1', int(sys.argv[1])))\nc = db.open(); c.root()['x'] = 7; transaction.commit(); db.close()",
+            &[&server.port.to_string()],
+        );
+    }
+    let server = ZeoServer::start(dir.path(), "  read-only true", FS);
+    let out = run_python(
+        r#"
+import sys, ZEO, transaction
+from ZODB.POSException import ReadOnlyError
+from ZEO.ClientStorage import ClientStorage
+addr = ('127.0.0.1', int(sys.argv[1]))
+cs = ClientStorage(addr, read_only_fallback=True, wait_timeout=10)
+assert cs.isReadOnly()
+import ZODB; db = ZODB.DB(cs)
+c = db.open()
+print(c.root()['x'])
+c.root()['x'] = 8
+try:
+    transaction.commit()
+    print('committed?!')
+except ReadOnlyError:
+    print('read-only')
+    transaction.abort()
+db.close()
+try:
+    ClientStorage(addr, wait_timeout=3)
+    print('connected?!')
+except Exception as e:
+    print('refused')
+"#,
+        &[&server.port.to_string()],
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["7", "read-only", "refused"]
+    );
+}
+
+/// A client with a persistent cache reconnects after a server restart: with the
+/// invalidation queue (seeded from Data.fs at startup) covering its last tid it
+/// keeps its cache (quick verification); past the queue it drops it.
+fn reconnect(queue_size: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("  invalidation-queue-size {queue_size}");
+    let mut server = ZeoServer::start(dir.path(), &extra, FS);
+    let port = server.port.to_string();
+    let tmp = dir.path().to_str().unwrap().to_string();
+    run_python(
+        r#"
+import sys, ZEO, transaction
+from persistent.mapping import PersistentMapping
+addr = ('127.0.0.1', int(sys.argv[1]))
+db = ZEO.DB(addr, client='a', var=sys.argv[2])
+c = db.open(); r = c.root()
+for i in range(20): r[i] = PersistentMapping(v=i)
+transaction.commit()
+db.close()
+db = ZEO.DB(addr)
+c = db.open(); r = c.root()
+for i in range(3):
+    r[0]['v'] += 1
+    transaction.commit()
+db.close()
+"#,
+        &[&port, &tmp],
+    );
+    server.stop();
+    server.spawn();
+    run_python(
+        r#"
+import sys, ZEO, transaction
+addr = ('127.0.0.1', int(sys.argv[1]))
+db = ZEO.DB(addr, client='a', var=sys.argv[2])
+cache = db.storage._cache
+n = len(cache)
+c = db.open(); r = c.root()
+assert r[0]['v'] == 3, r[0]['v']
+print('kept' if n > 5 else 'dropped')
+db.close()
+"#,
+        &[&port, &tmp],
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn reconnect_quick_verification_after_restart() {
+    assert_eq!(reconnect(100), "kept");
+}
+
+#[test]
+fn reconnect_full_verification_past_queue() {
+    assert_eq!(reconnect(1), "dropped");
+}
