@@ -16,6 +16,7 @@ pub mod address;
 pub mod client;
 pub mod jute;
 pub mod registration;
+pub mod serve;
 
 pub use address::{ConnectString, RegistryUrl};
 pub use client::{Options, ZooKeeper};

@@ -2,8 +2,8 @@
 //! `Registration` is found by Python (kazoo, reading the node the way zc.zk does) and
 //! used with ClientStorage; `zeo pack zookeeper://...` packs every registered server.
 //!
-//! The ZEO server here is Python's runzeo (registered on its behalf by the test
-//! process): `zeo serve` does not call `Registration` yet (see docs/zookeeper.md).
+//! The first two tests register Python's runzeo on its behalf from the test process;
+//! the last one runs `zeo serve` with a `<zookeeper>` section end to end.
 
 #[path = "../zookeeper_server/mod.rs"]
 mod zookeeper_server;
@@ -101,7 +101,10 @@ fn zeo_pack_packs_every_registered_server() {
     let out = zeo_pack(&[&url]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("No servers registered at") && err.contains(&url), "{err}");
+    assert!(
+        err.contains("No servers registered at") && err.contains(&url),
+        "{err}"
+    );
     let (a, b) = (start_runzeo(false), start_runzeo(true));
     let _ra = register(&registrant(&zk, &a.addr)).unwrap();
     let _rb = register(&registrant(&zk, &b.addr)).unwrap();
@@ -127,5 +130,66 @@ fn zeo_pack_packs_every_registered_server() {
     let out = zeo_pack(&[&format!("zookeeper://{dead}/zeo")]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot connect to ZooKeeper at") && err.contains(&dead), "{err}");
+    assert!(
+        err.contains("cannot connect to ZooKeeper at") && err.contains(&dead),
+        "{err}"
+    );
+}
+
+/// The acceptance path end to end: `zeo serve` with `address 127.0.0.1` (no port) and
+/// a `<zookeeper>` section registers itself; kazoo resolves it and ClientStorage
+/// commits through it; SIGTERM removes the node.
+#[test]
+fn zeo_serve_registers_and_a_kazoo_client_commits() {
+    let zk = ZkServer::start();
+    zk.mkdir("/zeo/servers");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("zeo.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<zeo>\n  address 127.0.0.1\n</zeo>\n<filestorage 1>\n  path {}\n</filestorage>\n\
+             <zookeeper>\n  connection {}\n  path /zeo/servers\n  session-timeout 4000\n  \
+             monitor-server 127.0.0.1:9100\n</zookeeper>\n",
+            dir.path().join("Data.fs").display(),
+            zk.connection()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut child = Command::new(zeo_bin())
+        .args(["serve", "-C"])
+        .arg(&conf)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let serve_log = || std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
+    let c = zk.wait_children("/zeo/servers", Duration::from_secs(30), |c| !c.is_empty());
+    assert_eq!(c.len(), 1, "not registered:\n{}", serve_log());
+    let out = python_output(KAZOO_CLIENT, &[&zk.connection(), "/zeo/servers"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        serve_log()
+    );
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["children"], serde_json::json!(c));
+    assert_eq!(
+        v["props"][0],
+        serde_json::json!({"monitor": "127.0.0.1:9100", "pid": child.id()})
+    );
+    assert_eq!(v["value"], 42);
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let st = child.wait().unwrap();
+    assert!(
+        zk.children("/zeo/servers").is_empty(),
+        "{st}\n{}",
+        serve_log()
+    );
 }
