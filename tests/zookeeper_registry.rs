@@ -201,3 +201,25 @@ fn survives_zookeeper_restarts() {
     reg.unregister().unwrap();
     assert!(zk.children("/zeo").is_empty());
 }
+
+#[test]
+fn registers_again_once_a_wiped_registry_path_is_recreated() {
+    let mut zk = ZkServer::start();
+    zk.mkdir("/zeo");
+    let reg = register(&registrant(&zk.connection(), "/zeo", 8600)).unwrap();
+    let first = reg.session().unwrap().session_id();
+    zk.restart(true);
+    // The new session comes up while /zeo does not exist: the node cannot be created
+    // yet; it is retried, not given up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while reg.session().unwrap().session_id() == first && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_ne!(reg.session().unwrap().session_id(), first);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(zk.client().exists("/zeo").unwrap().is_none());
+    zk.mkdir("/zeo");
+    let back = zk.wait_children("/zeo", Duration::from_secs(15), |c| !c.is_empty());
+    assert_eq!(back, vec!["127.0.0.1:8600"]);
+    reg.unregister().unwrap();
+}

@@ -66,6 +66,12 @@ struct Inner {
     disconnected_since: Option<Instant>,
     outage_logged: bool,
     ephemerals: Vec<Ephemeral>,
+    /// Set while ephemerals are being restored: calls then never reconnect (no
+    /// recursion when the link flaps mid-restore; the maintenance thread retries).
+    restoring: bool,
+    /// A restore did not complete (e.g. the link broke): redo it on reconnect even
+    /// when the session is kept.
+    needs_restore: bool,
     stop: bool,
 }
 
@@ -107,6 +113,8 @@ impl ZooKeeper {
             disconnected_since: None,
             outage_logged: false,
             ephemerals: Vec::new(),
+            restoring: false,
+            needs_restore: false,
             stop: false,
         };
         let shared = Arc::new(Shared {
@@ -410,7 +418,7 @@ impl Shared {
 
     /// One request/reply; reconnects first when disconnected. Returns the reply body.
     fn call(&self, g: &mut Inner, req: Request, path: &str) -> Result<Vec<u8>, ZkError> {
-        if g.conn.is_none() && !g.stop {
+        if g.conn.is_none() && !g.stop && !g.restoring {
             self.reconnect(g).map_err(|e| ZkError::ConnectionLoss {
                 server: g.last_server.clone(),
                 op: req.name(),
@@ -615,7 +623,7 @@ impl Shared {
         g.negotiated = negotiated;
         let was_out = g.disconnected_since.take().is_some() && g.outage_logged;
         g.outage_logged = false;
-        if old != 0 && old == g.session_id {
+        if old != 0 && old == g.session_id && !g.needs_restore {
             if was_out {
                 log::info!(
                     "ZooKeeper: reconnected to {} (session 0x{:x} kept)",
@@ -633,7 +641,17 @@ impl Shared {
                 g.ephemerals.len()
             );
         }
+        self.restore(g);
+    }
+
+    /// Create every remembered ephemeral node in the current session. Failures are
+    /// logged once and retried by the maintenance thread (e.g. the registry path is
+    /// missing after a wiped ensemble, until someone creates it again).
+    fn restore(&self, g: &mut Inner) {
         let nodes = std::mem::take(&mut g.ephemerals);
+        let retry = g.needs_restore;
+        g.restoring = true;
+        let mut failed = false;
         for e in &nodes {
             let r = match self.create_locked(g, &e.path, &e.data, e.acl.clone(), jute::EPHEMERAL) {
                 Err(ZkError::Server { code, .. }) if code == jute::ERR_NODE_EXISTS => {
@@ -643,10 +661,19 @@ impl Shared {
             };
             match r {
                 Ok(_) => log::info!("ZooKeeper: registered {} again", e.path),
-                Err(err) => log::error!("ZooKeeper: cannot create {} again: {err}", e.path),
+                Err(err) => {
+                    failed = true;
+                    if retry {
+                        log::debug!("ZooKeeper: cannot create {} again: {err}", e.path);
+                    } else {
+                        log::error!("ZooKeeper: cannot create {} again: {err}; retrying", e.path);
+                    }
+                }
             }
         }
-        // Keep what was created meanwhile (none: we hold the lock) plus the old list.
+        g.restoring = false;
+        g.needs_restore = failed;
+        // Still to restore in the next session should this one expire too.
         g.ephemerals = nodes;
     }
 
@@ -670,7 +697,9 @@ impl Shared {
             if g.stop {
                 return;
             }
-            if g.conn.is_some() {
+            if g.conn.is_some() && g.needs_restore {
+                self.restore(&mut g);
+            } else if g.conn.is_some() {
                 let _ = self.call(&mut g, Request::Ping, "");
             } else if let Err(e) = self.reconnect(&mut g) {
                 if g.outage_logged {
