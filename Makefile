@@ -4,7 +4,7 @@ VENV ?= $(CURDIR)/.venv
 PREFIX ?= /usr/local
 export ZEO_TEST_VENV := $(VENV)
 
-.PHONY: all release test venv test-interop lint bench generated clean
+.PHONY: all release test venv test-interop lint bench generated clean zookeeper
 
 all: release
 
@@ -13,6 +13,11 @@ release:
 
 venv:
 	scripts/setup-venv.sh $(VENV)
+
+# The ZooKeeper server the service-registry tests start privately (Debian package).
+zookeeper:
+	scripts/setup-zookeeper.sh
+test test-interop: zookeeper
 
 # Everything: Rust unit and integration tests, including tests/interop/ which drives
 # real Python ZODB/ZEO from the pinned virtualenv (created on first use).

@@ -11,6 +11,7 @@ mod config;
 mod filestorage;
 mod protocol;
 mod server;
+mod zookeeper;
 #[path = "../server_support/mod.rs"]
 mod server_support;
 mod tls;
