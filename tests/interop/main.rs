@@ -10,3 +10,4 @@ mod common;
 mod filestorage;
 mod protocol;
 mod config;
+mod up;
