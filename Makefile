@@ -19,7 +19,7 @@ release:
 # Binary, runzeo/zeopack/zeoup/zeo-nagios links, man pages, completions, systemd unit,
 # sample configuration; honours PREFIX and DESTDIR (see docs/operations.md).
 install: release
-	scripts/install.sh --bin $(RELEASE_BIN) --prefix $(PREFIX) --destdir "$(DESTDIR)"
+	scripts/install.sh --strip --bin $(RELEASE_BIN) --prefix $(PREFIX) --destdir "$(DESTDIR)"
 
 venv:
 	scripts/setup-venv.sh $(VENV)
