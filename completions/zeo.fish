@@ -61,7 +61,7 @@ complete -c zeo -n "__fish_zeo_using_subcommand up" -s h -d 'zeoup: host to conn
 complete -c zeo -n "__fish_zeo_using_subcommand up" -s U -d 'zeoup: Unix-domain socket to connect to' -r
 complete -c zeo -n "__fish_zeo_using_subcommand up" -s S -d 'Storage name (default 1, or the one given in ADDRESS)' -r
 complete -c zeo -n "__fish_zeo_using_subcommand up" -l retry -d 'Keep trying to connect for this many seconds (default: one attempt)' -r
-complete -c zeo -n "__fish_zeo_using_subcommand up" -l timeout -d 'Give up on a connect, read or write after this many seconds' -r
+complete -c zeo -n "__fish_zeo_using_subcommand up" -l timeout -d 'Give up on a read or write after this many seconds (with --nagios: also a connect)' -r
 complete -c zeo -n "__fish_zeo_using_subcommand up" -s s -l status-path -d 'zeo-nagios: status file for rate metrics (shareable with zeo-nagios)' -r -F
 complete -c zeo -n "__fish_zeo_using_subcommand up" -s u -l time-units -d 'zeo-nagios: time unit for rate metrics [default: minutes]' -r -f -a "seconds\t''
 minutes\t''

@@ -53,7 +53,7 @@ pub struct Args {
     /// Keep trying to connect for this many seconds (default: one attempt)
     #[arg(long = "retry", value_name = "SECONDS", default_value_t = 0.0)]
     pub retry: f64,
-    /// Give up on a connect, read or write after this many seconds
+    /// Give up on a read or write after this many seconds (with --nagios: also a connect)
     #[arg(long = "timeout", value_name = "SECONDS", default_value_t = 30.0)]
     pub timeout: f64,
     /// Behave as zeo-nagios (Nagios/Icinga plugin output and exit status)
