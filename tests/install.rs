@@ -164,3 +164,37 @@ fn install_refuses_bad_arguments() {
     let out = install("relative/prefix", None);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// After `make release`: the release binary is statically linked (`file` says so) and
+/// the size recorded in docs/operations.md is current. Ignored by default because the
+/// static build is too slow for `make test`; run it with
+/// `make release && cargo test --test install -- --ignored`.
+#[test]
+#[ignore]
+fn release_binary_is_static() {
+    let bin = repo().join("target/x86_64-unknown-linux-gnu/release/zeo");
+    assert!(bin.is_file(), "run `make release` first");
+    let out = Command::new("file")
+        .arg(&bin)
+        .output()
+        .expect("cannot run file");
+    let desc = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        desc.contains("statically linked") || desc.contains("static-pie linked"),
+        "{desc}"
+    );
+    let size = std::fs::metadata(&bin).unwrap().len();
+    let ops = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
+    let recorded = size
+        .to_string()
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(",");
+    assert!(
+        ops.contains(&format!("{recorded} bytes")),
+        "docs/operations.md does not record the current size {recorded} bytes"
+    );
+}
