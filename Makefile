@@ -2,14 +2,24 @@
 CARGO ?= cargo
 VENV ?= $(CURDIR)/.venv
 PREFIX ?= /usr/local
+DESTDIR ?=
+# The release binary is linked statically (glibc static-pie); an explicit --target keeps
+# the crt-static flag away from build scripts and proc macros.
+TARGET ?= x86_64-unknown-linux-gnu
+RELEASE_BIN := target/$(TARGET)/release/zeo
 export ZEO_TEST_VENV := $(VENV)
 
-.PHONY: all release test venv test-interop lint bench generated clean zookeeper
+.PHONY: all release install test venv test-interop lint bench generated clean zookeeper
 
 all: release
 
 release:
-	$(CARGO) build --release
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --target $(TARGET)
+
+# Binary, runzeo/zeopack/zeoup/zeo-nagios links, man pages, completions, systemd unit,
+# sample configuration; honours PREFIX and DESTDIR (see docs/operations.md).
+install: release
+	scripts/install.sh --strip --bin $(RELEASE_BIN) --prefix $(PREFIX) --destdir "$(DESTDIR)"
 
 venv:
 	scripts/setup-venv.sh $(VENV)

@@ -11,7 +11,8 @@ mod config;
 mod filestorage;
 mod protocol;
 mod server;
-mod zookeeper;
 #[path = "../server_support/mod.rs"]
 mod server_support;
 mod tls;
+mod up;
+mod zookeeper;
