@@ -326,7 +326,11 @@ fn write_ours(path: &Path, blobs: &Path) {
     let meta = |i: usize| TxnMeta {
         user: format!("/ user{}", i % 3).into_bytes(),
         description: format!("txn {i} zoë").into_bytes(),
-        extension: if i.is_multiple_of(4) { EXT.to_vec() } else { vec![] },
+        extension: if i.is_multiple_of(4) {
+            EXT.to_vec()
+        } else {
+            vec![]
+        },
     };
     for i in 0..40 {
         let t = s.tpc_begin(&meta(i), None, TxnStatus::Normal).unwrap();

@@ -4,9 +4,9 @@
 //! These tests fail (they do not skip) when the virtualenv is missing: run them through
 //! `make test`, or set ZEO_TEST_VENV to an existing virtualenv.
 
-mod client;
 mod cache_tools;
+mod client;
 mod common;
+mod config;
 mod filestorage;
 mod protocol;
-mod config;

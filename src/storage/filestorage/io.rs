@@ -192,7 +192,9 @@ impl MemFile {
 impl DataFile for MemFile {
     fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
         let d = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let Ok(start) = usize::try_from(pos) else { return Ok(0) };
+        let Ok(start) = usize::try_from(pos) else {
+            return Ok(0);
+        };
         if start >= d.len() {
             return Ok(0);
         }
@@ -212,7 +214,10 @@ impl DataFile for MemFile {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).resize(len, 0);
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .resize(len, 0);
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {

@@ -528,6 +528,8 @@ impl FileStorage {
             lock_file: Mutex::new(lock),
             blobs,
             closed: AtomicBool::new(false),
+            packing: AtomicBool::new(false),
+            pack_keep_old: AtomicBool::new(true),
         };
         if rebuilt && !opts.read_only {
             fs.write_index()?;
@@ -585,7 +587,11 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let base = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/filestorage/undo.fs")).unwrap();
+        let base = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/filestorage/undo.fs"
+        ))
+        .unwrap();
         assert!(scan_image(&base).is_ok());
         for _ in 0..5000 {
             let mut b = base.clone();
