@@ -9,4 +9,5 @@ mod client;
 mod common;
 mod config;
 mod filestorage;
+mod pack;
 mod protocol;
