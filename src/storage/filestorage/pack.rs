@@ -328,7 +328,7 @@ fn remove_packed_blobs(fs_: &FileStorage, b: &BlobDir, keep_old: bool) -> SResul
 }
 
 fn unhex(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)

@@ -279,14 +279,17 @@ fn from_future(r: &Reader, reach: &mut Reach, cur: Option<&HashMap<Oid, u64>>) -
                 continue;
             }
             let oid = rec.header.oid;
-            if reach.reachable.contains_key(&oid) {
-                let l = reach.reach_ex.entry(oid).or_default();
-                if !l.contains(&back) {
-                    l.push(back);
-                    extra_roots.push(back);
+            match reach.reachable.entry(oid) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    let l = reach.reach_ex.entry(oid).or_default();
+                    if !l.contains(&back) {
+                        l.push(back);
+                        extra_roots.push(back);
+                    }
                 }
-            } else {
-                reach.reachable.insert(oid, back);
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(back);
+                }
             }
         }
         pos += t.header.tlen + 8;

@@ -140,14 +140,17 @@ pub(super) fn pack(inner: &mut Inner, stop: Tid, gc: bool) -> SResult<PackOutcom
             if back == 0 || back >= packpos {
                 continue;
             }
-            if reach.reachable.contains_key(&r.oid) {
-                let l = reach.reach_ex.entry(r.oid).or_default();
-                if !l.contains(&back) {
-                    l.push(back);
-                    extra_roots.push(back);
+            match reach.reachable.entry(r.oid) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    let l = reach.reach_ex.entry(r.oid).or_default();
+                    if !l.contains(&back) {
+                        l.push(back);
+                        extra_roots.push(back);
+                    }
                 }
-            } else {
-                reach.reachable.insert(r.oid, back);
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(back);
+                }
             }
         }
     }
