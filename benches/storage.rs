@@ -68,7 +68,8 @@ fn generate(path: &Path, objects: u64, pad: usize, rewrite: bool) {
     let mut serial = vec![Tid::ZERO; (leaf0 + objects) as usize];
     let t = s.tpc_begin(&meta(), None, TxnStatus::Normal).unwrap();
     let root_refs: Vec<u64> = (1..=containers).collect();
-    s.store(&t, Oid(0), Tid::ZERO, &pickle(&root_refs, 0)).unwrap();
+    s.store(&t, Oid(0), Tid::ZERO, &pickle(&root_refs, 0))
+        .unwrap();
     for c in 1..=containers {
         let first = leaf0 + (c - 1) * per;
         let refs: Vec<u64> = (first..(first + per).min(leaf0 + objects)).collect();
@@ -113,7 +114,12 @@ fn main() {
         .collect();
     let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     match a.as_slice() {
-        ["gen", p, n, pad] => generate(Path::new(p), n.parse().unwrap(), pad.parse().unwrap(), false),
+        ["gen", p, n, pad] => generate(
+            Path::new(p),
+            n.parse().unwrap(),
+            pad.parse().unwrap(),
+            false,
+        ),
         ["gen-garbage", p, n, pad] => {
             generate(Path::new(p), n.parse().unwrap(), pad.parse().unwrap(), true)
         }
