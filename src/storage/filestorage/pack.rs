@@ -335,3 +335,43 @@ fn unhex(s: &[u8]) -> Option<Vec<u8>> {
         .map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::filestorage::Options;
+    use crate::storage::{Storage, TxnMeta, TxnStatus};
+
+    #[test]
+    fn unhex_accepts_only_hex_pairs() {
+        assert_eq!(unhex(b"00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(unhex(b"0"), None);
+        assert_eq!(unhex(b"zz"), None);
+        assert_eq!(unhex(b""), Some(vec![]));
+    }
+
+    #[test]
+    fn second_concurrent_pack_is_refused_and_undo_log_is_disabled() {
+        let d = tempfile::tempdir().unwrap();
+        let s = FileStorage::open(d.path().join("Data.fs"), Options::default()).unwrap();
+        let t = s
+            .tpc_begin(&TxnMeta::default(), None, TxnStatus::Normal)
+            .unwrap();
+        s.store(
+            &t,
+            Oid(0),
+            Tid::ZERO,
+            b"\x80\x03cx\ny\nq\x00.\x80\x03}q\x01.",
+        )
+        .unwrap();
+        s.tpc_vote(&t).unwrap();
+        s.tpc_finish(t).unwrap();
+        s.packing.store(true, Ordering::Release);
+        let e = s.pack(4e9, true).unwrap_err();
+        assert_eq!(e.to_string(), "Already packing");
+        assert!(matches!(s.undo_log(0, 10), Err(StorageError::Undo { .. })));
+        s.packing.store(false, Ordering::Release);
+        assert_eq!(s.undo_log(0, 10).unwrap().len(), 1);
+        assert!(matches!(s.pack(4e9, true), Ok(PackOutcome::Unchanged)));
+    }
+}

@@ -302,3 +302,24 @@ fn from_future(r: &Reader, reach: &mut Reach, cur: Option<&HashMap<Oid, u64>>) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reachability_with_extra_revisions() {
+        let mut r = Reach {
+            packpos: 100,
+            reachable: HashMap::new(),
+            reach_ex: HashMap::new(),
+            ltid: Tid::ZERO,
+        };
+        r.reachable.insert(Oid(1), 10);
+        r.reach_ex.insert(Oid(1), vec![5]);
+        assert!(r.is_reachable(Oid(1), 10));
+        assert!(r.is_reachable(Oid(1), 5));
+        assert!(!r.is_reachable(Oid(1), 7));
+        assert!(!r.is_reachable(Oid(2), 10));
+    }
+}
