@@ -219,12 +219,20 @@ _zeo() {
             return 0
             ;;
         zeo__subcmd__pack)
-            opts="-d -t -u -h -p -S -U -q -V --days --time --pack-time --unix --connect-timeout --quiet --help --version"
+            opts="-f -d -t -u -h -p -S -U -q -V --file --no-gc --days --time --pack-time --unix --connect-timeout --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

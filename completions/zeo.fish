@@ -44,8 +44,9 @@ complete -c zeo -n "__fish_zeo_using_subcommand serve" -l test -d 'Set everythin
 complete -c zeo -n "__fish_zeo_using_subcommand serve" -l print-config -d 'Print the effective configuration as JSON and exit'
 complete -c zeo -n "__fish_zeo_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c zeo -n "__fish_zeo_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c zeo -n "__fish_zeo_using_subcommand pack" -s f -l file -d 'Pack a stopped Data.fs in place instead of asking servers' -r -F
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s d -l days -d 'Pack objects that are older than this number of days' -r
-complete -c zeo -n "__fish_zeo_using_subcommand pack" -s t -l time -d 'Time of day to pack to, HH[:MM[:SS]] (local time); default now' -r
+complete -c zeo -n "__fish_zeo_using_subcommand pack" -s t -l time -d 'Time to pack to, local time: \'YYYY-MM-DD HH:MM:SS[.frac]\' or a time of day today HH[:MM[:SS]]' -r
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -l pack-time -d 'Pack time as seconds since the epoch (fractions allowed); overrides -t' -r
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s u -l unix -d 'A Unix-domain-socket server, path[:name] (repeatable)' -r
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s h -d 'Deprecated: host to connect to (with -p)' -r
@@ -53,6 +54,7 @@ complete -c zeo -n "__fish_zeo_using_subcommand pack" -s p -d 'Deprecated: port 
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s S -d 'Deprecated: storage name for -h/-p or -U (default 1)' -r
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s U -d 'Deprecated: Unix-domain socket to connect to (with -S)' -r
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -l connect-timeout -d 'Seconds to keep trying to connect to each server' -r
+complete -c zeo -n "__fish_zeo_using_subcommand pack" -l no-gc -d 'With -f: pack without garbage collection (drop only old revisions)'
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s q -l quiet -d 'Print nothing on success (the default when run as zeopack)'
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -l help -d 'Print help'
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s V -l version -d 'Print version'

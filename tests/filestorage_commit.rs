@@ -291,7 +291,7 @@ fn delete_restore_and_read_only() {
         Err(StorageError::ReadOnly)
     ));
     assert!(matches!(r.new_oids(1), Err(StorageError::ReadOnly)));
-    assert!(matches!(r.pack(0.0, true), Err(StorageError::Pack(_))));
+    assert!(matches!(r.pack(0.0, true), Err(StorageError::ReadOnly)));
     drop(s);
     let _again = open(&p);
 }

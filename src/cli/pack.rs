@@ -1,4 +1,7 @@
-//! `zeo pack` (and `zeopack` by argv[0]): pack storages on running ZEO servers.
+//! `zeo pack` (and `zeopack` by argv[0]): pack storages on running ZEO servers, or
+//! with `-f PATH` a stopped Data.fs in place (offline mode: the same bytes Python's
+//! pack writes, `Data.fs.old` kept, `Data.fs.index` rewritten; refused while a server
+//! holds `Data.fs.lock`).
 //!
 //! Options follow zeopack's: positional `host:port[:name]` servers (also a bare port,
 //! or a Unix socket path), `-u path[:name]`, `-d DAYS`, `-t HH[:MM[:SS]]` (local time
@@ -23,11 +26,17 @@ pub struct Args {
     /// Servers to pack: host:port[:name], port, /path/to/socket[:name], or zookeeper://HOST:PORT[,HOST:PORT]/path
     #[arg(value_name = "SERVER")]
     pub servers: Vec<String>,
+    /// Pack a stopped Data.fs in place instead of asking servers
+    #[arg(short = 'f', long = "file", value_name = "PATH", conflicts_with_all = ["servers", "unix", "host", "port", "unix_deprecated"])]
+    pub file: Option<std::path::PathBuf>,
+    /// With -f: pack without garbage collection (drop only old revisions)
+    #[arg(long = "no-gc", requires = "file")]
+    pub no_gc: bool,
     /// Pack objects that are older than this number of days
-    #[arg(short = 'd', long = "days", default_value_t = 0.0, value_name = "DAYS")]
-    pub days: f64,
-    /// Time of day to pack to, HH[:MM[:SS]] (local time); default now
-    #[arg(short = 't', long = "time", value_name = "HH[:MM[:SS]]")]
+    #[arg(short = 'd', long = "days", value_name = "DAYS")]
+    pub days: Option<f64>,
+    /// Time to pack to, local time: 'YYYY-MM-DD HH:MM:SS[.frac]' or a time of day today HH[:MM[:SS]]
+    #[arg(short = 't', long = "time", value_name = "TIME")]
     pub time: Option<String>,
     /// Pack time as seconds since the epoch (fractions allowed); overrides -t
     #[arg(
@@ -116,9 +125,64 @@ fn parse_unix(spec: &str) -> Target {
     }
 }
 
-/// The pack time zeopack computes: now, or today's local `HH[:MM[:SS]]`, minus days.
+/// Local `YYYY-MM-DD HH:MM:SS[.frac]` (seconds and minutes optional) as epoch seconds.
+pub fn parse_local_datetime(spec: &str) -> Result<f64, Error> {
+    let bad = || {
+        Error::Usage(format!(
+            "Invalid time value: {spec:?} (expected 'YYYY-MM-DD HH:MM:SS' or HH[:MM[:SS]])"
+        ))
+    };
+    let spec_t = spec.trim();
+    let (date, time) = match spec_t.split_once([' ', 'T']) {
+        Some((d, t)) => (d, t.trim()),
+        None => (spec_t, "0"),
+    };
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|f| f.parse::<i64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let tf: Vec<&str> = time.split(':').collect();
+    if d.len() != 3 || tf.is_empty() || tf.len() > 3 {
+        return Err(bad());
+    }
+    let hour: i64 = tf[0].parse().map_err(|_| bad())?;
+    let min: i64 = tf.get(1).map_or(Ok(0), |x| x.parse()).map_err(|_| bad())?;
+    let sec: f64 = tf
+        .get(2)
+        .map_or(Ok(0.0), |x| x.parse())
+        .map_err(|_| bad())?;
+    if !(1..=12).contains(&d[1])
+        || !(1..=31).contains(&d[2])
+        || !(0..24).contains(&hour)
+        || !(0..60).contains(&min)
+        || !(0.0..61.0).contains(&sec)
+    {
+        return Err(bad());
+    }
+    let whole = sec.floor();
+    // SAFETY: mktime only reads and writes the `tm` we own.
+    let t = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        tm.tm_year = (d[0] - 1900) as libc::c_int;
+        tm.tm_mon = (d[1] - 1) as libc::c_int;
+        tm.tm_mday = d[2] as libc::c_int;
+        tm.tm_hour = hour as libc::c_int;
+        tm.tm_min = min as libc::c_int;
+        tm.tm_sec = whole as libc::c_int;
+        tm.tm_isdst = -1;
+        libc::mktime(&mut tm) as f64
+    };
+    Ok(t + (sec - whole))
+}
+
+/// The pack time zeopack computes: now, or today's local `HH[:MM[:SS]]` (or a full
+/// local `YYYY-MM-DD HH:MM:SS`), minus days.
 pub fn pack_time(now: f64, time: Option<&str>, days: f64) -> Result<f64, Error> {
     let mut t = now;
+    if let Some(spec) = time.filter(|s| s.contains('-')) {
+        return Ok(parse_local_datetime(spec)? - days * 86400.0);
+    }
     if let Some(spec) = time {
         let fields: Vec<i64> = spec
             .split(':')
@@ -220,19 +284,15 @@ fn connect(target: &Target, timeout: Duration) -> Result<Client, crate::client::
 
 /// Run as `zeo pack`; `quiet_default` is true when invoked as `zeopack`.
 pub fn run_with(args: Args, quiet_default: bool) -> crate::Result<i32> {
+    if let Some(path) = &args.file {
+        return run_offline(&args, path, args.quiet || quiet_default);
+    }
     let targets = targets(&args)?;
     if targets.is_empty() {
         eprintln!("Error:\nNo servers specified.");
         return Ok(1);
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    let t = match args.pack_time {
-        Some(t) => t - args.days * 86400.0,
-        None => pack_time(now, args.time.as_deref(), args.days)?,
-    };
+    let t = resolve_time(&args, now())?;
     let quiet = args.quiet || quiet_default;
     let timeout = Duration::from_secs_f64(args.connect_timeout.max(0.0));
     let mut failed = false;
@@ -263,6 +323,86 @@ pub fn run_with(args: Args, quiet_default: bool) -> crate::Result<i32> {
         }
     }
     Ok(i32::from(failed))
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn resolve_time(args: &Args, now: f64) -> Result<f64, Error> {
+    let days = args.days.unwrap_or(0.0);
+    if !days.is_finite() {
+        return Err(Error::Usage(format!("Invalid number of days: {days}")));
+    }
+    match args.pack_time {
+        Some(t) if t.is_finite() => Ok(t - days * 86400.0),
+        Some(t) => Err(Error::Usage(format!("Invalid pack time: {t}"))),
+        None => pack_time(now, args.time.as_deref(), days),
+    }
+}
+
+/// `zeo pack -f PATH`: pack a stopped Data.fs in place.
+fn run_offline(args: &Args, path: &std::path::Path, quiet: bool) -> crate::Result<i32> {
+    use crate::storage::filestorage::{FileStorage, Options as FsOptions};
+    use crate::storage::{PackOutcome, Storage, StorageError};
+    if args.time.is_none() && args.days.is_none() && args.pack_time.is_none() {
+        return Err(Error::Usage(
+            "zeo pack -f needs the pack time: -t 'YYYY-MM-DD HH:MM:SS', -d DAYS or --pack-time EPOCH_SECONDS".into(),
+        ));
+    }
+    let t = resolve_time(args, now())?;
+    if !path.is_file() {
+        eprintln!("Error: {} is not a file", path.display());
+        return Ok(1);
+    }
+    let fs = match FileStorage::open(path, FsOptions::default()) {
+        Ok(fs) => fs,
+        Err(StorageError::Locked { .. }) => {
+            eprintln!(
+                "Error: {} is in use: a running server holds {}.lock. Stop it first, or pack \
+                 through the server with `zeo pack HOST:PORT`.",
+                path.display(),
+                path.display()
+            );
+            return Ok(1);
+        }
+        Err(e) => {
+            eprintln!("Error: cannot open {}: {e}", path.display());
+            return Ok(1);
+        }
+    };
+    let started = Instant::now();
+    let res = fs.pack(t, !args.no_gc);
+    let closed = fs.close();
+    match res {
+        Ok(PackOutcome::Packed { old_size, new_size }) => {
+            if !quiet {
+                println!(
+                    "packed {} in {:.2} s: {old_size} -> {new_size} bytes (previous file kept as {}.old)",
+                    path.display(),
+                    started.elapsed().as_secs_f64(),
+                    path.display()
+                );
+            }
+        }
+        Ok(PackOutcome::Unchanged) => {
+            if !quiet {
+                println!("{}: nothing to pack", path.display());
+            }
+        }
+        Err(e) => {
+            eprintln!("Error: packing {}: {e}", path.display());
+            return Ok(1);
+        }
+    }
+    if let Err(e) = closed {
+        eprintln!("Error: closing {}: {e}", path.display());
+        return Ok(1);
+    }
+    Ok(0)
 }
 
 pub fn run(args: Args) -> crate::Result<i32> {
@@ -312,5 +452,11 @@ mod tests {
         assert!((now - t).abs() < 86400.0 + 3600.0);
         assert!(pack_time(now, Some("1:2:3:4"), 0.0).is_err());
         assert!(pack_time(now, Some("noon"), 0.0).is_err());
+        // A full local date-time, fractional seconds allowed.
+        let a = pack_time(now, Some("2024-06-01 12:01:14.75"), 0.0).unwrap();
+        let b = pack_time(now, Some("2024-06-01 12:01:14"), 1.0).unwrap();
+        assert!((a - b - 86400.75).abs() < 1e-6);
+        assert!(pack_time(now, Some("2024-13-01 00:00:00"), 0.0).is_err());
+        assert!(pack_time(now, Some("2024-06-01 xx"), 0.0).is_err());
     }
 }

@@ -13,9 +13,9 @@ pub mod notify;
 pub mod reads;
 pub mod run;
 pub mod served;
+pub mod tls;
 pub mod txn;
 pub mod zeo;
-pub mod tls;
 
 pub use connection::{CloseReason, Limits};
 pub use event_loop::{Action, ConnId, EventLoop, ListenAddress, Outbox, Service, Signal};

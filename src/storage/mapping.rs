@@ -19,7 +19,7 @@ use super::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Size of a transaction header in a Data.fs (used to report FileStorage-equal sizes).
 const TXN_HEADER: u64 = 23;
@@ -112,6 +112,8 @@ pub struct MappingStorage {
     name: String,
     read_only: bool,
     inner: Mutex<Inner>,
+    /// Notified when a transaction finishes or aborts (pack waits for that).
+    idle: Condvar,
     /// Clock used for new tids (seconds since the epoch); replaceable in tests.
     clock: Box<dyn Fn() -> f64 + Send + Sync>,
 }
@@ -130,6 +132,7 @@ impl MappingStorage {
                 size: 4,
                 ..Inner::default()
             }),
+            idle: Condvar::new(),
             clock: Box::new(now),
         }
     }
@@ -778,6 +781,8 @@ impl Storage for MappingStorage {
             records: positions,
             tlen,
         });
+        drop(inner);
+        self.idle.notify_all();
         Ok(p.tid)
     }
 
@@ -785,6 +790,8 @@ impl Storage for MappingStorage {
         let mut inner = self.lock();
         if inner.pending_mut(&txn).is_ok() {
             inner.pending = None;
+            drop(inner);
+            self.idle.notify_all();
         }
     }
 
@@ -819,12 +826,16 @@ impl Storage for MappingStorage {
         Ok(out)
     }
 
-    fn pack(&self, _t: f64, _gc: bool) -> SResult<PackOutcome> {
+    fn pack(&self, t: f64, gc: bool) -> SResult<PackOutcome> {
         self.check_writable()?;
-        Err(StorageError::Pack(
-            "MappingStorage cannot pack yet (the pack engine lands with the FileStorage packer)"
-                .into(),
-        ))
+        let stop = pack::stop_tid(t)?;
+        let inner = self.lock();
+        // Like FileStorage's final copy, wait until no transaction is in progress.
+        let mut inner = self
+            .idle
+            .wait_while(inner, |i| i.pending.is_some())
+            .unwrap_or_else(|e| e.into_inner());
+        pack::pack(&mut inner, stop, gc)
     }
 
     fn blob_dir(&self) -> Option<PathBuf> {
@@ -843,5 +854,6 @@ impl Storage for MappingStorage {
     }
 }
 
+mod pack;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ mod client;
 mod common;
 mod config;
 mod filestorage;
+mod pack;
 mod protocol;
 mod server;
 #[path = "../server_support/mod.rs"]

@@ -255,3 +255,65 @@ fn python_ssl_with_crl_in_the_trust_file() {
         ],
     );
 }
+
+/// A real ZEO 6.2 ClientStorage over TLS against `zeo serve` with an `<ssl>` section
+/// (ZEO's own test certificates): a client with its certificate commits and reads;
+/// a client without one is refused and never connects.
+#[test]
+fn client_storage_over_tls_against_zeo_serve() {
+    use crate::common::{fixture, run_python};
+    use crate::server_support::ZeoServer;
+    let dir = tempfile::tempdir().unwrap();
+    let tls = fixture("tls");
+    let extra = format!(
+        "  <ssl>\n    certificate {}\n    key {}\n    authenticate {}\n  </ssl>",
+        tls.join("server.pem").display(),
+        tls.join("server_key.pem").display(),
+        tls.join("client.pem").display()
+    );
+    let mut server = ZeoServer::start(
+        dir.path(),
+        &extra,
+        "<filestorage 1>\n  path Data.fs\n</filestorage>",
+    );
+    let out = run_python(
+        r#"
+import ssl, sys, ZEO, transaction
+from ZEO.Exceptions import ClientDisconnected
+addr = ('127.0.0.1', int(sys.argv[1]))
+tls = sys.argv[2]
+def ctx(cert):
+    c = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls + '/server.pem')
+    if cert:
+        c.load_cert_chain(tls + '/client.pem', tls + '/client_key.pem')
+    return c
+db = ZEO.DB(addr, ssl=ctx(True), ssl_server_hostname='zodb.org', wait_timeout=30)
+conn = db.open()
+conn.root()['x'] = 42
+transaction.commit()
+conn.close(); db.close()
+db = ZEO.DB(addr, ssl=ctx(True), ssl_server_hostname='zodb.org', wait_timeout=30)
+assert db.open().root()['x'] == 42
+db.close()
+try:
+    ZEO.client(addr, ssl=ctx(False), ssl_server_hostname='zodb.org', wait_timeout=3)
+except ClientDisconnected:
+    print('refused')
+else:
+    raise AssertionError('a client without a certificate connected')
+print('ok')
+"#,
+        &[
+            &server.addr().rsplit(':').next().unwrap().to_string(),
+            tls.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.trim(), "refused\nok", "{out}");
+    assert!(server.alive(), "the server survived the refused handshake");
+    let log = server.log_text();
+    assert!(
+        log.contains("TLS"),
+        "the refusal is logged with its reason:\n{log}"
+    );
+    server.stop();
+}

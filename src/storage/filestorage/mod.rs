@@ -3,7 +3,7 @@
 //! Module map: `format` (byte layouts, pure parsers), `index` (oid → position index
 //! and Python's `Data.fs.index` format), `io` (positioned file I/O that tests can make
 //! fail), `open` (lock, scan, recovery), `read` (load*, history, iteration), `commit`
-//! (two-phase commit), `undo`.
+//! (two-phase commit), `undo`, `pack` (with `pack_gc` and `pack_copy`).
 //!
 //! Concurrency invariants: every method takes `&self`. The committed view (index, end
 //! of data, last tid, the data file handle) lives in one `RwLock<State>`; readers copy
@@ -19,6 +19,9 @@ pub mod format;
 pub mod index;
 pub mod io;
 pub mod open;
+pub mod pack;
+mod pack_copy;
+mod pack_gc;
 pub mod read;
 pub mod undo;
 
@@ -78,6 +81,10 @@ pub struct FileStorage {
     pub(crate) lock_file: Mutex<Option<std::fs::File>>,
     pub(crate) blobs: Option<BlobDir>,
     pub(crate) closed: AtomicBool,
+    /// A pack is running.
+    pub(crate) packing: AtomicBool,
+    /// Keep `P.old` after a pack (Python's `pack_keep_old`, default true).
+    pub(crate) pack_keep_old: AtomicBool,
 }
 
 impl FileStorage {
@@ -233,9 +240,8 @@ impl Storage for FileStorage {
     fn undo_log(&self, first: i64, last: i64) -> SResult<Vec<UndoEntry>> {
         self.undo_log_impl(first, last)
     }
-    fn pack(&self, _t: f64, _gc: bool) -> SResult<PackOutcome> {
-        // Pack is delivered separately (issue #2, pack + reference scanner).
-        Err(StorageError::Pack("pack is not available yet".into()))
+    fn pack(&self, t: f64, gc: bool) -> SResult<PackOutcome> {
+        self.pack_impl(t, gc)
     }
     fn blob_dir(&self) -> Option<PathBuf> {
         self.blobs.as_ref().map(|b| b.root.clone())

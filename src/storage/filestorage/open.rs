@@ -530,6 +530,8 @@ impl FileStorage {
             lock_file: Mutex::new(lock),
             blobs,
             closed: AtomicBool::new(false),
+            packing: AtomicBool::new(false),
+            pack_keep_old: AtomicBool::new(true),
         };
         if rebuilt && !opts.read_only {
             fs.write_index()?;

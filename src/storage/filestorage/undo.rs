@@ -94,6 +94,11 @@ fn load_back(r: &Reader, oid: Oid, pos: u64) -> SResult<Option<(Vec<u8>, Tid)>> 
 impl FileStorage {
     pub(crate) fn undo_log_impl(&self, first: i64, last: i64) -> SResult<Vec<UndoEntry>> {
         self.check_open()?;
+        if self.is_packing() {
+            return Err(undo_err(
+                "Undo is currently disabled for database maintenance.<p>",
+            ));
+        }
         let last = if last < 0 {
             first.saturating_sub(last)
         } else {
