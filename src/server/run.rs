@@ -122,6 +122,13 @@ fn open_storage(
                     fc.path.display()
                 ))
             })?;
+            fs.set_pack_keep_old(fc.pack_keep_old);
+            if fc.quota.is_some() {
+                log::warn!(
+                    target: "ZEO.runzeo",
+                    "storage {name:?}: the quota option is not enforced by this server"
+                );
+            }
             Ok((Arc::new(fs), Kind::File, fc.read_only, fc.pack_gc))
         }
         StorageKind::Mapping { name: n } => Ok((
