@@ -31,8 +31,10 @@ test test-interop: zookeeper
 
 # Everything: Rust unit and integration tests, including tests/interop/ which drives
 # real Python ZODB/ZEO from the pinned virtualenv (created on first use).
+# Benchmarks are only built here (they are drivers for scripts/bench-*.sh, not tests).
 test: venv
-	$(CARGO) test --profile ci --all-targets
+	$(CARGO) test --profile ci --lib --bins --tests --examples
+	$(CARGO) build --profile ci --benches
 
 test-interop: venv
 	$(CARGO) test --profile ci --test interop
