@@ -178,7 +178,7 @@ pub fn main(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> io::
     match SPEC.parse(args, &mut h) {
         Ok(_) => {}
         Err(ArgError(msg)) => {
-            write!(err, "{USAGE}cache_stats.py: error: {msg}\n")?;
+            writeln!(err, "{USAGE}cache_stats.py: error: {msg}")?;
             return Ok(2);
         }
     }
@@ -295,7 +295,7 @@ fn radix_sort(v: &mut Vec<u64>) {
     }
     let mut tmp = vec![0u64; v.len()];
     for (pass, count) in counts.iter_mut().enumerate() {
-        if count.iter().any(|&c| c == v.len()) {
+        if count.contains(&v.len()) {
             continue;
         }
         let shift = pass * 11;
@@ -663,7 +663,7 @@ mod tests {
             let e = expect.entry(dlen).or_default();
             e.0.insert(oid);
             e.1 += 1;
-            if rng % 997 == 0 {
+            if rng.is_multiple_of(997) {
                 t.fold();
             }
         }
@@ -672,7 +672,9 @@ mod tests {
             .map(|(d, (o, n))| (d, o.len() as u64, n))
             .collect();
         assert_eq!(t.rows(), want);
-        let mut v: Vec<u64> = (0..1000u64).map(|i| (i * 7919) % 1013 << 40 | i).collect();
+        let mut v: Vec<u64> = (0..1000u64)
+            .map(|i| (((i * 7919) % 1013) << 40) | i)
+            .collect();
         let mut sorted = v.clone();
         sorted.sort_unstable();
         radix_sort(&mut v);
