@@ -54,8 +54,10 @@ run_pair() {
   awk -v n="$name" -v w="$zw" -v c="$zc" -v r="$zr" \
     'BEGIN { printf "| %s | zeo | %.2f | %.2f | %.1f | | | |\n", n, w, c, r/1024 }'
   awk -v n="$name" -v w="$pw" -v c="$pc" -v r="$pr" -v zw="$zw" -v zc="$zc" -v same="$same" \
-    'BEGIN { printf "| %s | python | %.2f | %.2f | %.1f | %.0fx | %.0fx | %s |\n",
-             n, w, c, r/1024, (zw > 0 ? w / zw : 0), (zc > 0 ? c / zc : 0), same }'
+    'BEGIN { sw = (zw > 0 ? sprintf("%.0fx", w / zw) : "n/a")
+             sc = (zc > 0 ? sprintf("%.0fx", c / zc) : "n/a")
+             printf "| %s | python | %.2f | %.2f | %.1f | %s | %s | %s |\n",
+             n, w, c, r/1024, sw, sc, same }'
 }
 
 t=$work/bench.trace
