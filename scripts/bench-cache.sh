@@ -28,32 +28,36 @@ echo "trace:   $zeo trace --generate $work/bench.trace ${gen_args[*]}"
 /usr/bin/time -f "generate .gz: %e s, %M KiB" "$zeo" trace --generate "$work/bench.trace.gz" "${gen_args[@]}"
 ls -l "$work/bench.trace" "$work/bench.trace.gz"
 
-# measure LABEL OUTFILE CMD... -> prints "seconds KiB"
+# measure OUTFILE CMD... -> prints "wall-seconds cpu-seconds KiB" (cpu = user + system)
 measure() {
-  local label=$1 out=$2; shift 2
+  local out=$1; shift
   /usr/bin/time -v "$@" > "$out" 2> "$out.time" || true
-  local wall rss
+  local wall cpu rss
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$out.time" |
          awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$out.time")
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$out.time")
-  echo "$wall $rss"
+  echo "$wall $cpu $rss"
 }
 
 mask() { sed -E 's/^(Read .* in )[0-9.]+( seconds)$/\10.0\2/' "$1"; }
 
-printf '\n| run | tool | wall s | peak RSS MiB | speed-up | same output |\n|---|---|---|---|---|---|\n'
+printf '\n| run | tool | wall s | CPU s | peak RSS MiB | wall speed-up | CPU speed-up | same output |\n'
+printf '|---|---|---|---|---|---|---|---|\n'
 run_pair() {
   local name=$1 pymod=$2 sub=$3; shift 3
   local args=("$@")
-  read -r zw zr < <(measure "zeo $name" "$work/$name.zeo.out" "$zeo" "$sub" "${args[@]}")
-  read -r pw pr < <(measure "python $name" "$work/$name.py.out" "$py" -m "ZEO.scripts.$pymod" "${args[@]}")
+  read -r zw zc zr < <(measure "$work/$name.zeo.out" "$zeo" "$sub" "${args[@]}")
+  read -r pw pc pr < <(measure "$work/$name.py.out" "$py" -m "ZEO.scripts.$pymod" "${args[@]}")
   local same=no
   if cmp -s <(mask "$work/$name.zeo.out") <(mask "$work/$name.py.out"); then same=yes; fi
-  local speed
-  speed=$(awk -v p="$pw" -v z="$zw" 'BEGIN { if (z > 0) printf "%.0fx", p / z; else print "n/a" }')
-  awk -v n="$name" -v z="$zw" -v r="$zr" 'BEGIN { printf "| %s | zeo | %.2f | %.1f | | |\n", n, z, r/1024 }'
-  awk -v n="$name" -v p="$pw" -v r="$pr" -v s="$speed" -v same="$same" \
-    'BEGIN { printf "| %s | python | %.2f | %.1f | %s | %s |\n", n, p, r/1024, s, same }'
+  awk -v n="$name" -v w="$zw" -v c="$zc" -v r="$zr" \
+    'BEGIN { printf "| %s | zeo | %.2f | %.2f | %.1f | | | |\n", n, w, c, r/1024 }'
+  awk -v n="$name" -v w="$pw" -v c="$pc" -v r="$pr" -v zw="$zw" -v zc="$zc" -v same="$same" \
+    'BEGIN { sw = (zw > 0 ? sprintf("%.0fx", w / zw) : "n/a")
+             sc = (zc > 0 ? sprintf("%.0fx", c / zc) : "n/a")
+             printf "| %s | python | %.2f | %.2f | %.1f | %s | %s | %s |\n",
+             n, w, c, r/1024, sw, sc, same }'
 }
 
 t=$work/bench.trace

@@ -2,7 +2,12 @@
 //! streaming reader in both realignment modes, `cache_stats` with every output option
 //! and `cache_simul` with a small cache. Any panic is a bug.
 //!
-//! Run: `cargo +nightly fuzz run cache_trace_reader` (from the repository root).
+//! Run: `cargo +nightly fuzz run cache_trace_reader` (from the repository root). Without
+//! cargo-fuzz: in fuzz/, `RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module
+//! -Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+//! -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares"
+//! cargo +nightly build --release --target x86_64-unknown-linux-gnu --bin cache_trace_reader`,
+//! then run the binary with a corpus directory and `-max_total_time=60`.
 
 #![no_main]
 

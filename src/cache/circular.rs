@@ -497,9 +497,8 @@ impl CircularSim {
         let start = format::ctime_minute(ctime.get(i64::from(ts0))).to_string();
         writeln!(
             out,
-            "{start:>12} {:>6} {loads:>7} {hits:>7} {invals:>6} {writes:>6} {hr:>7} {evicts:>7} {:>7}",
+            "{start:>12} {:>6} {loads:>7} {hits:>7} {invals:>6} {writes:>6} {hr:>7} {evicts:>7} {inuse:>7.1}",
             duration(i64::from(ts1) - i64::from(ts0)),
-            format!("{inuse:.1}")
         )
     }
 

@@ -403,7 +403,10 @@ mod tests {
     use super::super::reader::{Item, Realign, TraceReader};
     use super::*;
 
-    fn read_all(b: &[u8]) -> (Vec<(u32, u8, u64, u64, u32)>, u64) {
+    /// (ts, code, tid1, tid2, dlen) of a record.
+    type Row = (u32, u8, u64, u64, u32);
+
+    fn read_all(b: &[u8]) -> (Vec<Row>, u64) {
         let mut r = TraceReader::new(b, Realign::Resync);
         let mut v = Vec::new();
         let mut skipped = 0;

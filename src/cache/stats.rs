@@ -178,7 +178,7 @@ pub fn main(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> io::
     match SPEC.parse(args, &mut h) {
         Ok(_) => {}
         Err(ArgError(msg)) => {
-            write!(err, "{USAGE}cache_stats.py: error: {msg}\n")?;
+            writeln!(err, "{USAGE}cache_stats.py: error: {msg}")?;
             return Ok(2);
         }
     }
@@ -223,8 +223,8 @@ struct SizeTable {
 const FOLD_AT: usize = 1 << 23;
 
 impl SizeTable {
-    fn add(&mut self, dlen: u32, oid: u32) {
-        self.keys.push((u64::from(dlen) << 32) | u64::from(oid));
+    fn add(&mut self, dlen: u32, oid: u64) {
+        self.keys.push((u64::from(dlen) << 40) | oid);
         if self.keys.len() >= FOLD_AT {
             self.fold();
         }
@@ -266,7 +266,7 @@ impl SizeTable {
         self.fold();
         let mut rows: Vec<(u32, u64, u64)> = Vec::new();
         for &(k, n) in &self.runs {
-            let size = (k >> 32) as u32;
+            let size = (k >> 40) as u32;
             match rows.last_mut() {
                 Some(r) if r.0 == size => {
                     r.1 += 1;
@@ -276,6 +276,51 @@ impl SizeTable {
             }
         }
         rows
+    }
+}
+
+/// Oids below this stand for themselves in the per-oid tables (ZODB allocates oids
+/// from 0 upwards); other oids are interned and tagged with this bit. Slots fit 40 bits.
+const SMALL_OID: u64 = 1 << 39;
+
+/// Loads per oid slot: a direct table for the slots near those already seen, a map for
+/// the rest. A slot lives in the table iff it is below the table's length (growing the
+/// table moves the slots it now covers out of the map), so counts are never split.
+#[derive(Default)]
+struct LoadCounts {
+    table: Vec<u32>,
+    far: FastMap<u64, u32>,
+}
+
+impl LoadCounts {
+    fn add(&mut self, slot: u64) {
+        let len = self.table.len() as u64;
+        if slot < len {
+            self.table[slot as usize] += 1;
+            return;
+        }
+        if slot < (len * 2 + 65_536).min(1 << 22) {
+            let new_len = (slot + 1).max(len * 2).min(1 << 22);
+            self.table.resize(new_len as usize, 0);
+            let moved: Vec<u64> = self.far.keys().copied().filter(|&k| k < new_len).collect();
+            for k in moved {
+                if let Some(n) = self.far.remove(&k) {
+                    self.table[k as usize] += n;
+                }
+            }
+            self.table[slot as usize] += 1;
+            return;
+        }
+        *self.far.entry(slot).or_default() += 1;
+    }
+
+    /// The non-zero counts, one per loaded oid.
+    fn counts(&self) -> impl Iterator<Item = u32> + '_ {
+        self.table
+            .iter()
+            .copied()
+            .filter(|&n| n != 0)
+            .chain(self.far.values().copied())
     }
 }
 
@@ -295,7 +340,7 @@ fn radix_sort(v: &mut Vec<u64>) {
     }
     let mut tmp = vec![0u64; v.len()];
     for (pass, count) in counts.iter_mut().enumerate() {
-        if count.iter().any(|&c| c == v.len()) {
+        if count.contains(&v.len()) {
             continue;
         }
         let shift = pass * 11;
@@ -328,7 +373,7 @@ struct State {
     thisinterval: u64,
     total_loads: u64,
     interner: OidInterner,
-    loads_per_oid: Vec<u32>,
+    loads: LoadCounts,
     last_ts: u32,
     last_iv: u64,
     bysize: SizeTable,
@@ -359,7 +404,7 @@ pub fn run(opts: &Options, input: Box<dyn Read>, out: &mut dyn Write) -> io::Res
         thisinterval: 0,
         total_loads: 0,
         interner: OidInterner::default(),
-        loads_per_oid: Vec::new(),
+        loads: LoadCounts::default(),
         last_ts: 0,
         last_iv: 0,
         bysize: SizeTable::default(),
@@ -402,8 +447,11 @@ pub fn run(opts: &Options, input: Box<dyn Read>, out: &mut dyn Write) -> io::Res
 
 impl State {
     /// A small integer standing for `oid` (distinct oids, distinct slots).
-    fn oid_slot(&mut self, oid: &[u8]) -> u32 {
-        self.interner.intern(oid)
+    fn oid_slot(&mut self, oid: &[u8]) -> u64 {
+        match <[u8; 8]>::try_from(oid).map(u64::from_be_bytes) {
+            Ok(v) if v < SMALL_OID => v,
+            _ => SMALL_OID | u64::from(self.interner.intern(oid)),
+        }
     }
 
     fn record(&mut self, opts: &Options, rec: &Record<'_>, out: &mut dyn Write) -> io::Result<()> {
@@ -473,11 +521,8 @@ impl State {
         if is_load {
             self.total_loads += 1;
             if opts.histogram {
-                let id = self.oid_slot(rec.oid) as usize;
-                if id >= self.loads_per_oid.len() {
-                    self.loads_per_oid.resize(id + 1, 0);
-                }
-                self.loads_per_oid[id] += 1;
+                let id = self.oid_slot(rec.oid);
+                self.loads.add(id);
             }
         } else if code == 0 {
             if !opts.quiet {
@@ -599,10 +644,8 @@ impl State {
 
     fn print_histogram(&mut self, out: &mut dyn Write) -> io::Result<()> {
         let mut bins: FastMap<u32, u64> = FastMap::default();
-        for &n in &self.loads_per_oid {
-            if n != 0 {
-                *bins.entry(n).or_default() += 1;
-            }
+        for n in self.loads.counts() {
+            *bins.entry(n).or_default() += 1;
         }
         let total: u64 = bins.values().sum();
         let mut rows: Vec<(u32, u64)> = bins.into_iter().collect();
@@ -659,11 +702,11 @@ mod tests {
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let (dlen, oid) = ((rng % 40) as u32 * 1000, (rng >> 20) as u32 % 300);
-            t.add(dlen, oid);
+            t.add(dlen, u64::from(oid));
             let e = expect.entry(dlen).or_default();
             e.0.insert(oid);
             e.1 += 1;
-            if rng % 997 == 0 {
+            if rng.is_multiple_of(997) {
                 t.fold();
             }
         }
@@ -672,11 +715,33 @@ mod tests {
             .map(|(d, (o, n))| (d, o.len() as u64, n))
             .collect();
         assert_eq!(t.rows(), want);
-        let mut v: Vec<u64> = (0..1000u64).map(|i| (i * 7919) % 1013 << 40 | i).collect();
+        let mut v: Vec<u64> = (0..1000u64)
+            .map(|i| (((i * 7919) % 1013) << 40) | i)
+            .collect();
         let mut sorted = v.clone();
         sorted.sort_unstable();
         radix_sort(&mut v);
         assert_eq!(v, sorted);
+    }
+
+    #[test]
+    fn load_counts_never_split() {
+        let mut c = LoadCounts::default();
+        c.add(3_000_000);
+        c.add(5);
+        for s in (0..3_000_000).step_by(60_000) {
+            c.add(s);
+        }
+        c.add(3_000_000);
+        c.add(u64::MAX);
+        let mut v: Vec<u32> = c.counts().collect();
+        v.sort_unstable();
+        assert_eq!(
+            v.iter().filter(|&&n| n == 2).count(),
+            1,
+            "3e6 counted in one place"
+        );
+        assert_eq!(v.iter().sum::<u32>(), 3 + 50 + 1);
     }
 
     #[test]

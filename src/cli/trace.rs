@@ -60,7 +60,7 @@ pub struct Args {
     pub generate: Option<OsString>,
 
     #[command(flatten)]
-    pub gen: GenArgs,
+    pub gen: Box<GenArgs>,
 }
 
 /// Line formats of `zeo trace`.
