@@ -105,16 +105,15 @@ fn registers_real_port_and_pid_pack_finds_it_and_sigterm_removes_it() {
         .args(["pack", &url])
         .output()
         .unwrap();
-    // zeo pack resolved the URL to this server and asked it to pack (our server's
-    // pack may not be implemented yet: its answer is either success or its error).
+    // zeo pack resolved the URL to this server and packed it.
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert!(out.status.success(), "{all}");
     assert!(
-        all.contains(&format!("packed storage 1 at 127.0.0.1:{port} in"))
-            || all.contains(&format!("Error packing storage 1 at 127.0.0.1:{port}: ")),
+        all.contains(&format!("packed storage 1 at 127.0.0.1:{port} in")),
         "{all}"
     );
     signal(&s.child, libc::SIGTERM);
@@ -181,4 +180,94 @@ fn start_fails_clearly_without_path_or_zookeeper() {
         log.contains("cannot connect to ZooKeeper at") && log.contains(&dead),
         "{log}"
     );
+}
+
+/// Store a root object (oid 0) so `zeo up`'s root load succeeds.
+fn create_root(port: u16) {
+    use zeo::client::{Client, Options, ServerAddress};
+    use zeo::protocol::Value;
+    use zeo::storage::{Oid, Tid};
+    let addr = ServerAddress::Tcp(format!("127.0.0.1:{port}"));
+    let mut c = Client::connect(&addr, &Options::default()).unwrap();
+    c.register("1", false).unwrap();
+    let txn = Value::Int(1);
+    let empty = || Value::bytes(Vec::new());
+    c.call_oneway(
+        "tpc_begin",
+        vec![
+            txn.clone(),
+            empty(),
+            empty(),
+            Value::Dict(vec![]),
+            Value::None,
+            Value::str(" "),
+        ],
+    )
+    .unwrap();
+    let root = b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01.".to_vec();
+    c.call_oneway(
+        "storea",
+        vec![
+            Value::bytes(Oid(0).to_bytes()),
+            Value::bytes(Tid::ZERO.to_bytes()),
+            Value::bytes(root),
+            txn.clone(),
+        ],
+    )
+    .unwrap();
+    c.call("vote", vec![txn.clone()]).unwrap();
+    c.call("tpc_finish", vec![txn]).unwrap();
+}
+
+#[test]
+fn zeo_up_reports_every_registered_server() {
+    let zk = ZkServer::start();
+    zk.mkdir("/zeo/up");
+    let a = serve(&zk.connection(), "/zeo/up", 4000);
+    let b = serve(&zk.connection(), "/zeo/up", 4000);
+    let names = zk.wait_children("/zeo/up", Duration::from_secs(30), |c| c.len() == 2);
+    assert_eq!(names.len(), 2, "{}\n{}", a.log(), b.log());
+    let ports: Vec<u16> = names
+        .iter()
+        .map(|n| n.strip_prefix("127.0.0.1:").unwrap().parse().unwrap())
+        .collect();
+    for p in &ports {
+        create_root(*p);
+    }
+    let url = format!("zookeeper://{}/zeo/up", zk.connection());
+    let up = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_zeo"))
+            .args(["up", "--timeout", "10", url])
+            .output()
+            .unwrap()
+    };
+    let out = up(&url);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in &ports {
+        assert!(stdout.contains(&format!("127.0.0.1:{p}")), "{stdout}");
+    }
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    // One server gone: its failure is reported and the exit status is 1.
+    drop(a);
+    let out = up(&url);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Until its ephemeral node expires the dead server is still listed: it fails.
+    assert!(
+        out.status.code() == Some(1) || all.lines().count() == 1,
+        "{all}"
+    );
+    // An empty registry path is an error, not silent success.
+    zk.mkdir("/zeo/none");
+    let out = up(&format!("zookeeper://{}/zeo/none", zk.connection()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no servers registered"));
 }

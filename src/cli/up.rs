@@ -20,8 +20,9 @@ use std::time::Duration;
 #[command(
     about = "Check that a ZEO server is up (zeoup, zeo-nagios)",
     disable_help_flag = true,
-    after_help = "ADDRESS is host:port[:storage], a bare port (localhost), or a Unix socket \
-                  path[:storage]. By default the check also takes the commit lock and votes \
+    after_help = "ADDRESS is host:port[:storage], a bare port (localhost), a Unix socket \
+                  path[:storage], or zookeeper://HOST:PORT[,HOST:PORT]/path for every server \
+                  registered there. By default the check also takes the commit lock and votes \
                   an empty transaction, then aborts it (nothing is written; zeoup instead \
                   commits a counter in the root); --nowrite skips that.\n\nWith --nagios, \
                   ADDRESS is read as zeo-nagios reads it ([v6]:port, host:port or a socket \
@@ -162,6 +163,14 @@ pub fn run_with(args: Args, tool: Option<&str>) -> crate::Result<i32> {
     if args.output_metrics || args.status_path.is_some() || args.time_units.is_some() {
         return Err(usage("-m, -s and -u belong to --nagios"));
     }
+    let zeoup = tool == Some("zeoup");
+    if let Some(url) = args
+        .address
+        .as_deref()
+        .filter(|a| crate::zookeeper::RegistryUrl::is_url(a))
+    {
+        return run_registry(&args, url, zeoup);
+    }
     let (address, storage) = probe_target(&args)?;
     let probe = health::Probe {
         address,
@@ -170,14 +179,43 @@ pub fn run_with(args: Args, tool: Option<&str>) -> crate::Result<i32> {
         retry: seconds(args.retry, "--retry")?,
         timeout: seconds(args.timeout, "--timeout")?,
     };
-    let zeoup = tool == Some("zeoup");
-    match health::check(&probe) {
+    check_one(&probe, zeoup)
+}
+
+/// Check every server registered under a `zookeeper://HOST:PORT[,...]/path` URL
+/// (docs/zookeeper.md); one line per server; exit 1 if any fails or none is registered.
+fn run_registry(args: &Args, url: &str, zeoup: bool) -> crate::Result<i32> {
+    if args.port.is_some() || args.host.is_some() || args.unix.is_some() {
+        return Err(usage("give either a zookeeper:// URL or one server"));
+    }
+    let servers = crate::zookeeper::resolve(url)?;
+    if servers.is_empty() {
+        eprintln!("FAILED: no servers registered at {url}");
+        return Ok(1);
+    }
+    let mut status = 0;
+    for address in servers {
+        let probe = health::Probe {
+            address,
+            storage: args.storage.clone().unwrap_or_else(|| "1".to_string()),
+            write: !args.nowrite,
+            retry: seconds(args.retry, "--retry")?,
+            timeout: seconds(args.timeout, "--timeout")?,
+        };
+        status = status.max(check_one(&probe, zeoup)?);
+    }
+    Ok(status)
+}
+
+/// Run one zeoup-style check and print its line; returns the exit status.
+fn check_one(probe: &health::Probe, zeoup: bool) -> crate::Result<i32> {
+    match health::check(probe) {
         Ok(h) if zeoup => {
             println!("Elapsed time: {:.2}", h.total.as_secs_f64());
             Ok(0)
         }
         Ok(h) => {
-            println!("{}", health::summary(&probe, &h));
+            println!("{}", health::summary(probe, &h));
             Ok(0)
         }
         Err(f) => {
