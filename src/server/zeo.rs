@@ -239,6 +239,7 @@ impl ZeoService {
         } = call;
         let registered = self.conns.get(&id).and_then(|c| c.storage);
         let method = request.method();
+        let oneway_method = request.is_oneway();
         let outcome = match (&request, registered) {
             (Request::Register { storage, read_only }, None) => {
                 let (s, r) = (storage.clone(), *read_only);
@@ -251,6 +252,10 @@ impl ZeoService {
             (_, Some(sidx)) => self.dispatch(id, sidx, &msgid, request, out),
         };
         match outcome {
+            // A one-way method called two-way gets `None`, as from Python.
+            Outcome::Later if !oneway && oneway_method => {
+                self.send_reply(out, id, msgid, Ok(Value::None))
+            }
             Outcome::Later => {}
             Outcome::Close(why) => {
                 log::error!(target: LOG, "({}) closing the connection: {why}", self.peer(id));
