@@ -178,7 +178,7 @@ impl Map {
                 if b.len() == 8 {
                     let x = u64::from_be_bytes(b[..].try_into().unwrap());
                     if let Some(prev) = x.checked_sub(1) {
-                        if let Some(m) = self.0.get(&prev.to_be_bytes().to_vec()) {
+                        if let Some(m) = self.0.get(prev.to_be_bytes().as_slice()) {
                             let y = u64::from_be_bytes(m[..].try_into().unwrap()) + 1;
                             return Value::Bytes(y.to_be_bytes().to_vec());
                         }

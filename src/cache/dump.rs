@@ -141,7 +141,7 @@ fn mktime_local(year: i64, mon: i64, day: i64, hour: i64, min: i64, sec: i64) ->
     tm.tm_isdst = -1;
     // SAFETY: `tm` is a valid, initialised struct owned by us.
     let t = unsafe { nix::libc::mktime(&mut tm) };
-    (t != -1).then_some(i64::from(t))
+    (t != -1).then_some(t)
 }
 
 struct Printer<'a> {

@@ -159,7 +159,7 @@ pub fn commas(n: i128) -> String {
     }
     let first = digits.len() % 3;
     for (i, ch) in digits.chars().enumerate() {
-        if i != 0 && (i + 3 - first) % 3 == 0 {
+        if i != 0 && (i + 3 - first).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

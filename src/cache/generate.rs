@@ -403,6 +403,7 @@ mod tests {
     use super::super::reader::{Item, Realign, TraceReader};
     use super::*;
 
+    #[allow(clippy::type_complexity)]
     fn read_all(b: &[u8]) -> (Vec<(u32, u8, u64, u64, u32)>, u64) {
         let mut r = TraceReader::new(b, Realign::Resync);
         let mut v = Vec::new();

@@ -150,7 +150,7 @@ pub fn main(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> io::
         input: None,
     };
     let usage_error = |err: &mut dyn Write, msg: &str| -> io::Result<i32> {
-        write!(err, "{USAGE}cache_simul.py: error: {msg}\n")?;
+        writeln!(err, "{USAGE}cache_simul.py: error: {msg}")?;
         Ok(2)
     };
     match SPEC.parse(args, &mut h) {

@@ -178,7 +178,7 @@ pub fn main(args: &[OsString], out: &mut dyn Write, err: &mut dyn Write) -> io::
     match SPEC.parse(args, &mut h) {
         Ok(_) => {}
         Err(ArgError(msg)) => {
-            write!(err, "{USAGE}cache_stats.py: error: {msg}\n")?;
+            writeln!(err, "{USAGE}cache_stats.py: error: {msg}")?;
             return Ok(2);
         }
     }
