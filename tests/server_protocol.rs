@@ -366,3 +366,28 @@ fn serve_without_arguments_uses_var_data_fs_on_8100() {
     assert!(dir.path().join("var/Data.fs").exists());
     assert!(dir.path().join("var/Data.fs.index").exists());
 }
+
+#[test]
+fn sd_notify_ready_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut server = ZeoServer::start_env(
+        dir.path(),
+        "",
+        MAPPING,
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    // READY comes after the listener is bound: a client can register at once.
+    let mut a = Raw::connect(server.port);
+    a.register();
+    drop(a);
+    assert_eq!(server.stop(), Some(0));
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}

@@ -297,3 +297,57 @@ fn reconnect_quick_verification_after_restart() {
 fn reconnect_full_verification_past_queue() {
     assert_eq!(reconnect(1), "dropped");
 }
+
+/// Unix-domain socket and IPv6 listeners, used by the Python client.
+#[test]
+fn unix_socket_and_ipv6_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("zeo.sock");
+    let conf = dir.path().join("unix.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<zeo>\n  address {}\n</zeo>\n<mappingstorage 1>\n</mappingstorage>\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(crate::common::zeo_bin())
+        .args(["serve", "-C"])
+        .arg(&conf)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no unix listener");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let code = "import sys, ZEO, transaction\ndb = ZEO.DB(sys.argv[1])\nc = db.open(); c.root()['k'] = 5; transaction.commit(); db.close()\ndb = ZEO.DB(sys.argv[1]); print(db.open().root()['k']); db.close()";
+    let out = run_python(code, &[sock.to_str().unwrap()]);
+    assert_eq!(out.trim(), "5");
+    crate::server_support::signal(&child, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(!sock.exists(), "socket file removed at exit");
+    // IPv6 loopback, when the machine has it.
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; IPv6 part skipped");
+        return;
+    }
+    let port = crate::server_support::free_port();
+    let mut child = std::process::Command::new(crate::common::zeo_bin())
+        .args(["serve", "-a", &format!("[::1]:{port}"), "-f"])
+        .arg(dir.path().join("v6.fs"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("::1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no IPv6 listener");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let code = "import sys, ZEO, transaction\ndb = ZEO.DB(('::1', int(sys.argv[1])))\nc = db.open(); c.root()['k'] = 6; transaction.commit(); print(c.root()['k']); db.close()";
+    let out = run_python(code, &[&port.to_string()]);
+    assert_eq!(out.trim(), "6");
+    crate::server_support::signal(&child, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
