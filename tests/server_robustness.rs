@@ -56,6 +56,11 @@ impl Driver {
                     // Fire timers at once: exercises the transaction timeout.
                     Action::Timer(_, key) => self.svc.on_timer(key, &mut out),
                     Action::Stop(_) => {}
+                    Action::WhenDrained(id) => {
+                        if self.open.contains(&id) {
+                            self.svc.on_drained(id, &mut out);
+                        }
+                    }
                 }
             }
             for j in jobs {
@@ -120,6 +125,7 @@ fn service() -> ZeoService {
             read_only: false,
             invalidation_age: Some(3600.0),
             transaction_timeout: Some(1.0),
+            blob_batch: 200_000,
         },
     )
 }

@@ -29,6 +29,11 @@ fn settle(svc: &mut ZeoService, open: &mut [bool; 4], mut out: Outbox<Completion
                     }
                 }
                 Action::Timer(_, key) => svc.on_timer(key, &mut out),
+                Action::WhenDrained(id) => {
+                    if open.get(id).copied().unwrap_or(false) {
+                        svc.on_drained(id, &mut out);
+                    }
+                }
                 _ => {}
             }
         }
@@ -56,6 +61,7 @@ fuzz_target!(|data: &[u8]| {
             read_only: false,
             invalidation_age: Some(60.0),
             transaction_timeout: Some(1.0),
+            blob_batch: 200_000,
         },
     );
     let mut open = [false; 4];

@@ -146,7 +146,8 @@ db1.close(); db2.close()
 #[test]
 fn blobs_server_side_and_shared() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ZeoServer::start(dir.path(), "", FS);
+    // A 1 MiB output limit: the 30 MB download only works with flow control.
+    let server = ZeoServer::start_env(dir.path(), "", FS, &[("ZEO_MAX_OUTPUT_BUFFER", "1048576")]);
     let blobs = dir.path().join("blobs");
     let out = run_python(
         r#"
