@@ -2,25 +2,40 @@
 CARGO ?= cargo
 VENV ?= $(CURDIR)/.venv
 PREFIX ?= /usr/local
+DESTDIR ?=
+# The release binary is linked statically (glibc static-pie); an explicit --target keeps
+# the crt-static flag away from build scripts and proc macros.
+TARGET ?= x86_64-unknown-linux-gnu
+RELEASE_BIN := target/$(TARGET)/release/zeo
 export ZEO_TEST_VENV := $(VENV)
 
-.PHONY: all release test venv test-interop lint bench generated clean
+.PHONY: all release install test venv test-interop lint bench generated clean zookeeper
 
 all: release
 
 release:
-	$(CARGO) build --release
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release --target $(TARGET)
+
+# Binary, runzeo/zeopack/zeoup/zeo-nagios links, man pages, completions, systemd unit,
+# sample configuration; honours PREFIX and DESTDIR (see docs/operations.md).
+install: release
+	scripts/install.sh --strip --bin $(RELEASE_BIN) --prefix $(PREFIX) --destdir "$(DESTDIR)"
 
 venv:
 	scripts/setup-venv.sh $(VENV)
 
+# The ZooKeeper server the service-registry tests start privately (Debian package).
+zookeeper:
+	scripts/setup-zookeeper.sh
+test test-interop: zookeeper
+
 # Everything: Rust unit and integration tests, including tests/interop/ which drives
 # real Python ZODB/ZEO from the pinned virtualenv (created on first use).
 test: venv
-	$(CARGO) test --release --all-targets
+	$(CARGO) test --profile ci --all-targets
 
 test-interop: venv
-	$(CARGO) test --release --test interop
+	$(CARGO) test --profile ci --test interop
 
 # Rewrite man/ and completions/ from the clap definitions.
 generated:

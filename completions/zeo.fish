@@ -56,7 +56,22 @@ complete -c zeo -n "__fish_zeo_using_subcommand pack" -l connect-timeout -d 'Sec
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s q -l quiet -d 'Print nothing on success (the default when run as zeopack)'
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -l help -d 'Print help'
 complete -c zeo -n "__fish_zeo_using_subcommand pack" -s V -l version -d 'Print version'
-complete -c zeo -n "__fish_zeo_using_subcommand up" -s h -l help -d 'Print help'
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s p -d 'zeoup: port to connect to (host from -h, default this host\'s name)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s h -d 'zeoup: host to connect to (with -p)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s U -d 'zeoup: Unix-domain socket to connect to' -r
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s S -d 'Storage name (default 1, or the one given in ADDRESS)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand up" -l retry -d 'Keep trying to connect for this many seconds (default: one attempt)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand up" -l timeout -d 'Give up on a read or write after this many seconds (with --nagios: also a connect)' -r
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s s -l status-path -d 'zeo-nagios: status file for rate metrics (shareable with zeo-nagios)' -r -F
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s u -l time-units -d 'zeo-nagios: time unit for rate metrics [default: minutes]' -r -f -a "seconds\t''
+minutes\t''
+hours\t''
+days\t''"
+complete -c zeo -n "__fish_zeo_using_subcommand up" -l nowrite -d 'Only read: skip the write check (commit lock, vote, abort)'
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s 1 -d 'zeoup: "connect to a ZEO 1.0 server"; accepted and ignored, as zeoup does'
+complete -c zeo -n "__fish_zeo_using_subcommand up" -l nagios -d 'Behave as zeo-nagios (Nagios/Icinga plugin output and exit status)'
+complete -c zeo -n "__fish_zeo_using_subcommand up" -s m -l output-metrics -d 'zeo-nagios: output performance metrics'
+complete -c zeo -n "__fish_zeo_using_subcommand up" -l help -d 'Print help'
 complete -c zeo -n "__fish_zeo_using_subcommand up" -s V -l version -d 'Print version'
 complete -c zeo -n "__fish_zeo_using_subcommand trace" -l format -d 'Line format: `line`, or `stats` for exactly the cache-stats -v record lines' -r -f -a "line\t''
 stats\t''"

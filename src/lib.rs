@@ -14,5 +14,6 @@ pub mod logging;
 pub mod protocol;
 pub mod server;
 pub mod storage;
+pub mod zookeeper;
 
 pub use error::{Error, Result};

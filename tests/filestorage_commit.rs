@@ -76,9 +76,36 @@ fn store_load_revisions_and_reopen() {
     assert_eq!((r.oid, r.tid, r.next), (Oid(0), t1, Some(Oid(1))));
     assert_eq!(s.record_iternext(Some(Oid(1))).unwrap().unwrap().next, None);
     assert_eq!(s.record_iternext(Some(Oid(2))).unwrap(), None);
+    // Iteration from a start tid, found from either end of the file.
+    for (start, want) in [
+        (t1, vec![t1, t2, t3]),
+        (t2, vec![t2, t3]),
+        (t3, vec![t3]),
+        (Tid(t3.0 + 1), vec![]),
+    ] {
+        let got: Vec<Tid> = s
+            .iterator(Some(start), None)
+            .unwrap()
+            .map(|t| t.unwrap().tid)
+            .collect();
+        assert_eq!(got, want);
+    }
     let size = s.size();
     assert_eq!(fs::metadata(&p).unwrap().len(), size);
     s.close().unwrap();
+    // Read-only time travel: the view stops before the first tid >= stop.
+    let tt = FileStorage::open(
+        &p,
+        Options {
+            read_only: true,
+            stop: Some(t3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(tt.last_transaction(), t2);
+    assert_eq!(tt.load(Oid(1)).unwrap(), (mapping_pickle("b2"), t2));
+    drop(tt);
     let s = open(&p);
     assert_eq!(s.last_transaction(), t3);
     assert_eq!(s.size(), size);

@@ -347,3 +347,56 @@ fn frame_splitting_over_captured_streams() {
         assert_eq!(&got, frames, "{key:?}");
     }
 }
+
+/// Throughput of the hot path (decode a loadBefore request, encode its reply).
+/// A measurement, not a check: run with
+/// `cargo test --release --test protocol_replay -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_load_before_round_trip() {
+    use zeo::protocol::encode_reply;
+    for enc in [Encoding::Pickle, Encoding::Msgpack] {
+        let req = match enc {
+            Encoding::Pickle => unhex("800328430800000000000000004308040d2b58538a8b1186894e580a0000006c6f61644265666f7265430800000000000000004308040d2b58538a8b1186742e".replace("894e", "89").as_str()),
+            Encoding::Msgpack => {
+                let mut m = vec![0x94, 0x92, 0xc4, 8];
+                m.extend([0u8; 8]);
+                m.extend([0xc4, 8, 4, 0x0d, 0x2b, 0x58, 0x53, 0x8a, 0x8b, 0x11, 0xc2, 0xaa]);
+                m.extend(b"loadBefore");
+                m.extend([0x92, 0xc4, 8]);
+                m.extend([0u8; 8]);
+                m.extend([0xc4, 8, 4, 0x0d, 0x2b, 0x58, 0x53, 0x8a, 0x8b, 0x11]);
+                m
+            }
+        };
+        let data = vec![7u8; 200];
+        let n = 200_000;
+        let t0 = std::time::Instant::now();
+        let mut total = 0;
+        for _ in 0..n {
+            let call = match decode_request(enc, &req).unwrap() {
+                Incoming::Call(c) => c,
+                other => panic!("{other:?}"),
+            };
+            let Request::LoadBefore { before, .. } = call.request else {
+                panic!()
+            };
+            let reply = Reply::ok(
+                call.msgid,
+                ReplyValue::LoadBefore(Some((data.clone(), before, None))).to_value(),
+            );
+            total += encode_reply(enc, &reply).unwrap().len();
+        }
+        let per = t0.elapsed().as_secs_f64() / n as f64;
+        let t1 = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(decode_request(enc, std::hint::black_box(&req)).unwrap());
+        }
+        let dec = t1.elapsed().as_secs_f64() / n as f64;
+        eprintln!("{enc:?}: {:.2} us per loadBefore request decode", dec * 1e6);
+        eprintln!(
+            "{enc:?}: {:.2} us per loadBefore decode+encode ({total} bytes)",
+            per * 1e6
+        );
+    }
+}

@@ -35,11 +35,19 @@ fuzz_target!(|data: &[u8]| {
         interval: 60 + u64::from(first) * 10,
         ..stats::Options::default()
     };
-    let _ = stats::run(&opts, Box::new(Cursor::new(data.to_vec())), &mut Sink::default());
+    let _ = stats::run(
+        &opts,
+        Box::new(Cursor::new(data.to_vec())),
+        &mut Sink::default(),
+    );
     let sim = simul::Options {
         cachelimit: 13 + i64::from(first) * 64,
         interval: 60,
         rearrange: 0.5,
     };
-    let _ = simul::run(&sim, Box::new(Cursor::new(data.to_vec())), &mut Sink::default());
+    let _ = simul::run(
+        &sim,
+        Box::new(Cursor::new(data.to_vec())),
+        &mut Sink::default(),
+    );
 });

@@ -48,16 +48,35 @@ pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
 /// keys do.
 #[derive(Default)]
 pub struct OidInterner {
+    /// Ids of the small oids (ZODB allocates oids from 0 upwards), by value.
+    dense: Vec<u32>,
     by_u64: FastMap<u64, u32>,
     other: FastMap<Vec<u8>, u32>,
     count: u32,
 }
+
+/// Oids below this use the direct table (at most 16 MiB of it).
+const DENSE_LIMIT: u64 = 1 << 22;
+const UNSET: u32 = u32::MAX;
 
 impl OidInterner {
     /// The id of `oid`, assigning the next one if new.
     pub fn intern(&mut self, oid: &[u8]) -> u32 {
         let next = self.count;
         let id = match <[u8; 8]>::try_from(oid) {
+            Ok(a) if self.dense_ok(u64::from_be_bytes(a)) => {
+                let v = u64::from_be_bytes(a);
+                let i = v as usize;
+                if i >= self.dense.len() {
+                    let grown = (i + 1).max(self.dense.len() * 2).min(DENSE_LIMIT as usize);
+                    self.dense.resize(grown, UNSET);
+                }
+                if self.dense[i] == UNSET {
+                    // Seen before the table reached it? Then keep its id.
+                    self.dense[i] = self.by_u64.get(&v).copied().unwrap_or(next);
+                }
+                self.dense[i]
+            }
             Ok(a) => *self.by_u64.entry(u64::from_be_bytes(a)).or_insert(next),
             Err(_) => match self.other.get(oid) {
                 Some(&id) => id,
@@ -71,6 +90,12 @@ impl OidInterner {
             self.count += 1;
         }
         id
+    }
+
+    /// Whether `v` goes to the direct table: below the limit and near the part of
+    /// the table already in use, so scattered garbage oids cannot make it huge.
+    fn dense_ok(&self, v: u64) -> bool {
+        v < DENSE_LIMIT && v < (self.dense.len() as u64) * 2 + 65_536
     }
 
     /// Number of distinct oids seen.
@@ -93,10 +118,21 @@ mod tests {
         let a = i.intern(&[0; 8]);
         let b = i.intern(&[0; 7]);
         let c = i.intern(&[0; 8]);
+        let big = i.intern(&u64::MAX.to_be_bytes());
+        // An oid first seen far beyond the table keeps its id once the table grows.
+        let far = i.intern(&3_000_000u64.to_be_bytes());
+        for v in 0..3_000_001u64 {
+            if v % 65_536 == 0 {
+                i.intern(&v.to_be_bytes());
+            }
+        }
+        assert_eq!(i.intern(&3_000_000u64.to_be_bytes()), far);
+        assert_eq!(i.intern(&u64::MAX.to_be_bytes()), big);
+        assert_eq!(i.intern(&7u64.to_be_bytes()), i.intern(&7u64.to_be_bytes()));
         let d = i.intern(b"");
         assert_eq!(a, c);
         assert_ne!(a, b);
         assert_ne!(b, d);
-        assert_eq!(i.len(), 3);
+        assert!(i.len() > 5);
     }
 }

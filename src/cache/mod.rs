@@ -1,7 +1,8 @@
 //! ZEO client-cache traces (spec cache-trace.md): the record layout and a pure record
 //! parser (`record`), a streaming reader for plain, `.gz` and standard-input traces
 //! (`reader`), a writer and a synthetic-trace generator (`writer`, `generate`), the
-//! `cache_stats` and `cache_simul` equivalents (`stats`, `simul`), the per-record dumper
+//! `cache_stats` and `cache_simul` equivalents (`stats`, `simul` with its engine
+//! `circular`), the per-record dumper
 //! (`dump`) and the Python-compatible formatting and argument-parsing helpers
 //! (`format`, `argparse`).
 //!
@@ -11,6 +12,7 @@
 //! (docs/compatibility.md, "Cache trace tools").
 
 pub mod argparse;
+pub mod circular;
 pub mod dump;
 pub mod format;
 pub mod generate;

@@ -7,7 +7,7 @@
 //! end of input equals Python's `f.tell()`; a short head or a short oid at the end is
 //! end of input, never an error. The buffer is bounded (one maximal record fits).
 
-use super::record::{self, Parsed, Record, HEAD_SIZE, MISALIGNED_SKIP};
+use super::record::{self, Parsed, Peek, Record, HEAD_SIZE, MISALIGNED_SKIP};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
@@ -63,32 +63,35 @@ impl<R: Read> TraceReader<R> {
     /// The next record or misaligned head; `None` at end of input.
     pub fn next_item(&mut self) -> io::Result<Option<Item<'_>>> {
         loop {
-            let (len, zero_ts) = match record::parse(&self.buf[self.start..self.end]) {
-                Parsed::Record(r) => (r.len(), false),
-                Parsed::ZeroTimestamp => (HEAD_SIZE, true),
-                Parsed::NeedMore(n) => {
-                    if self.eof {
-                        return Ok(None);
-                    }
-                    self.fill(n)?;
-                    continue;
+            // Size the record from its head before parsing it (once) in place.
+            let avail = &self.buf[self.start..self.end];
+            let need = match record::peek_len(avail) {
+                Peek::ZeroTimestamp => {
+                    let offset = self.base + self.start as u64;
+                    self.start += match self.realign {
+                        Realign::Resync => MISALIGNED_SKIP,
+                        Realign::SkipHead => HEAD_SIZE,
+                    };
+                    return Ok(Some(Item::Misaligned { offset }));
                 }
+                Peek::Len(n) if n <= avail.len() => {
+                    let at = self.start;
+                    self.start += n;
+                    return match record::parse(&self.buf[at..at + n]) {
+                        Parsed::Record(rec) => Ok(Some(Item::Record {
+                            offset: self.base + at as u64,
+                            rec,
+                        })),
+                        // peek_len and parse read the same head fields.
+                        _ => unreachable!("record length disagrees with its head"),
+                    };
+                }
+                Peek::Len(n) => n,
             };
-            let at = self.start;
-            let offset = self.base + at as u64;
-            if zero_ts {
-                self.start += match self.realign {
-                    Realign::Resync => MISALIGNED_SKIP,
-                    Realign::SkipHead => HEAD_SIZE,
-                };
-                return Ok(Some(Item::Misaligned { offset }));
+            if self.eof {
+                return Ok(None);
             }
-            self.start += len;
-            return match record::parse(&self.buf[at..at + len]) {
-                Parsed::Record(rec) => Ok(Some(Item::Record { offset, rec })),
-                // parse is deterministic: the same bytes gave a record just above.
-                _ => unreachable!("record re-parse changed its result"),
-            };
+            self.fill(need)?;
         }
     }
 
@@ -177,11 +180,92 @@ impl Source {
     pub fn open(&self) -> io::Result<Box<dyn Read>> {
         match self {
             Source::Stdin => Ok(Box::new(io::stdin())),
-            Source::Gzip(p) => Ok(Box::new(flate2::read::MultiGzDecoder::new(
-                io::BufReader::with_capacity(256 * 1024, open_file(p)?),
-            ))),
+            Source::Gzip(p) => {
+                let file = io::BufReader::with_capacity(256 * 1024, open_file(p)?);
+                Ok(Box::new(Prefetch::spawn(
+                    flate2::bufread::MultiGzDecoder::new(file),
+                )))
+            }
             Source::Plain(p) => Ok(Box::new(open_file(p)?)),
         }
+    }
+}
+
+/// A reader that runs its source (a decompressor) on its own thread, a few chunks
+/// ahead of the consumer, so decompression and analysis overlap on two cores. Errors
+/// of the source arrive in order, after the bytes that preceded them.
+pub struct Prefetch {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+    done: bool,
+}
+
+impl Prefetch {
+    const CHUNK: usize = 1 << 20;
+
+    pub fn spawn<R: Read + Send + 'static>(mut src: R) -> Prefetch {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        std::thread::spawn(move || loop {
+            let mut buf = vec![0u8; Self::CHUNK];
+            let mut n = 0;
+            let result = loop {
+                if n == buf.len() {
+                    break Ok(());
+                }
+                match src.read(&mut buf[n..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            buf.truncate(n);
+            let last = n == 0 || result.is_err();
+            if n != 0 && tx.send(Ok(buf)).is_err() {
+                return; // the consumer went away
+            }
+            if let Err(e) = result {
+                let _ = tx.send(Err(e));
+            }
+            if last {
+                return;
+            }
+        });
+        Prefetch {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+            done: false,
+        }
+    }
+}
+
+impl Read for Prefetch {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(c)) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = out.len().min(self.chunk.len() - self.at);
+        out[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

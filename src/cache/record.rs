@@ -97,6 +97,26 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(a)
 }
 
+/// What the head at the start of a buffer says about its record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peek {
+    /// Total record length (26 when fewer than 26 bytes are available to tell).
+    Len(usize),
+    /// A zero timestamp: misaligned data.
+    ZeroTimestamp,
+}
+
+/// The length of the record at the start of `buf`, from its head alone.
+pub fn peek_len(buf: &[u8]) -> Peek {
+    if buf.len() < HEAD_SIZE {
+        return Peek::Len(HEAD_SIZE);
+    }
+    if buf[..4] == [0, 0, 0, 0] {
+        return Peek::ZeroTimestamp;
+    }
+    Peek::Len(HEAD_SIZE + usize::from(u16::from_be_bytes([buf[8], buf[9]])))
+}
+
 /// Parse the record at the start of `buf`.
 pub fn parse(buf: &[u8]) -> Parsed<'_> {
     if buf.len() < HEAD_SIZE {

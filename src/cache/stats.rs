@@ -210,20 +210,107 @@ pub enum Outcome {
     NoRecords,
 }
 
-/// Per-size record counts: distinct oids and records.
+/// Per-size record counts. Each record appends its key `(dlen << 32) | oid id` to a
+/// list (no hashing on the hot path); keys are radix-sorted and folded into
+/// `(key, count)` runs at the end, or whenever the list grows large, so memory stays
+/// bounded by the number of distinct (size, oid) pairs.
 #[derive(Default)]
 struct SizeTable {
-    pairs: FastMap<(u32, u32), ()>,
-    by_size: FastMap<u32, (u64, u64)>,
+    keys: Vec<u64>,
+    runs: Vec<(u64, u64)>,
 }
+
+const FOLD_AT: usize = 1 << 23;
 
 impl SizeTable {
     fn add(&mut self, dlen: u32, oid: u32) {
-        let e = self.by_size.entry(dlen).or_default();
-        if self.pairs.insert((dlen, oid), ()).is_none() {
-            e.0 += 1;
+        self.keys.push((u64::from(dlen) << 32) | u64::from(oid));
+        if self.keys.len() >= FOLD_AT {
+            self.fold();
         }
-        e.1 += 1;
+    }
+
+    /// Sort the pending keys and merge them into `runs`.
+    fn fold(&mut self) {
+        let mut keys = std::mem::take(&mut self.keys);
+        radix_sort(&mut keys);
+        let mut fresh: Vec<(u64, u64)> = Vec::new();
+        for k in keys {
+            match fresh.last_mut() {
+                Some(r) if r.0 == k => r.1 += 1,
+                _ => fresh.push((k, 1)),
+            }
+        }
+        let old = std::mem::take(&mut self.runs);
+        let mut merged = Vec::with_capacity(old.len() + fresh.len());
+        let (mut i, mut j) = (0, 0);
+        while i < old.len() || j < fresh.len() {
+            let take_old = j == fresh.len() || (i < old.len() && old[i].0 <= fresh[j].0);
+            let take_new = i == old.len() || (j < fresh.len() && fresh[j].0 <= old[i].0);
+            let mut r = (0, 0);
+            if take_old {
+                r = old[i];
+                i += 1;
+            }
+            if take_new {
+                r = (fresh[j].0, r.1 + fresh[j].1);
+                j += 1;
+            }
+            merged.push(r);
+        }
+        self.runs = merged;
+    }
+
+    /// `(size, distinct oids, records)` by ascending size.
+    fn rows(&mut self) -> Vec<(u32, u64, u64)> {
+        self.fold();
+        let mut rows: Vec<(u32, u64, u64)> = Vec::new();
+        for &(k, n) in &self.runs {
+            let size = (k >> 32) as u32;
+            match rows.last_mut() {
+                Some(r) if r.0 == size => {
+                    r.1 += 1;
+                    r.2 += n;
+                }
+                _ => rows.push((size, 1, n)),
+            }
+        }
+        rows
+    }
+}
+
+/// LSD radix sort of u64 keys: 11-bit digits, all digit histograms from one scan,
+/// passes skipped where every key has the same digit.
+fn radix_sort(v: &mut Vec<u64>) {
+    if v.len() < 256 {
+        v.sort_unstable();
+        return;
+    }
+    const PASSES: usize = 6;
+    let mut counts = vec![[0usize; 2048]; PASSES];
+    for &k in v.iter() {
+        for (p, c) in counts.iter_mut().enumerate() {
+            c[((k >> (p * 11)) & 2047) as usize] += 1;
+        }
+    }
+    let mut tmp = vec![0u64; v.len()];
+    for (pass, count) in counts.iter_mut().enumerate() {
+        if count.contains(&v.len()) {
+            continue;
+        }
+        let shift = pass * 11;
+        let mut sum = 0;
+        for c in count.iter_mut() {
+            let n = *c;
+            *c = sum;
+            sum += n;
+        }
+        for &k in v.iter() {
+            let d = ((k >> shift) & 2047) as usize;
+            tmp[count[d]] = k;
+            count[d] += 1;
+        }
+        std::mem::swap(v, &mut tmp);
     }
 }
 
@@ -242,6 +329,8 @@ struct State {
     total_loads: u64,
     interner: OidInterner,
     loads_per_oid: Vec<u32>,
+    last_ts: u32,
+    last_iv: u64,
     bysize: SizeTable,
     bysizew: SizeTable,
     ctime: CtimeCache,
@@ -271,6 +360,8 @@ pub fn run(opts: &Options, input: Box<dyn Read>, out: &mut dyn Write) -> io::Res
         total_loads: 0,
         interner: OidInterner::default(),
         loads_per_oid: Vec::new(),
+        last_ts: 0,
+        last_iv: 0,
         bysize: SizeTable::default(),
         bysizew: SizeTable::default(),
         ctime: CtimeCache::default(),
@@ -302,17 +393,26 @@ pub fn run(opts: &Options, input: Box<dyn Read>, out: &mut dyn Write) -> io::Res
     }
     if opts.sizes {
         out.write_all(b"\nHistograms of object sizes\n\n")?;
-        dump_by_size(out, &st.bysizew, "written", "writes")?;
-        dump_by_size(out, &st.bysize, "loaded", "loads")?;
+        dump_by_size(out, &mut st.bysizew, "written", "writes")?;
+        dump_by_size(out, &mut st.bysize, "loaded", "loads")?;
     }
     out.flush()?;
     Ok(Outcome::Done)
 }
 
 impl State {
+    /// A small integer standing for `oid` (distinct oids, distinct slots).
+    fn oid_slot(&mut self, oid: &[u8]) -> u32 {
+        self.interner.intern(oid)
+    }
+
     fn record(&mut self, opts: &Options, rec: &Record<'_>, out: &mut dyn Write) -> io::Result<()> {
         let ts = rec.ts;
-        let iv = u64::from(ts) / opts.interval;
+        if ts != self.last_ts {
+            self.last_ts = ts;
+            self.last_iv = u64::from(ts) / opts.interval;
+        }
+        let iv = self.last_iv;
         self.records += 1;
         if self.t0.is_none() {
             self.t0 = Some(ts);
@@ -347,10 +447,10 @@ impl State {
         let is_load = code & 0x70 == 0x20;
         if dlen != 0 && opts.sizes {
             if is_load {
-                let id = self.interner.intern(rec.oid);
+                let id = self.oid_slot(rec.oid);
                 self.bysize.add(dlen, id);
             } else if code & 0x70 == 0x50 {
-                let id = self.interner.intern(rec.oid);
+                let id = self.oid_slot(rec.oid);
                 self.bysizew.add(dlen, id);
             }
         }
@@ -373,7 +473,7 @@ impl State {
         if is_load {
             self.total_loads += 1;
             if opts.histogram {
-                let id = self.interner.intern(rec.oid) as usize;
+                let id = self.oid_slot(rec.oid) as usize;
                 if id >= self.loads_per_oid.len() {
                     self.loads_per_oid.resize(id + 1, 0);
                 }
@@ -533,18 +633,13 @@ impl State {
     }
 }
 
-fn dump_by_size(out: &mut dyn Write, t: &SizeTable, how: &str, how2: &str) -> io::Result<()> {
+fn dump_by_size(out: &mut dyn Write, t: &mut SizeTable, how: &str, how2: &str) -> io::Result<()> {
+    let rows = t.rows();
     writeln!(out)?;
-    writeln!(
-        out,
-        "Unique sizes {how}: {}",
-        commas(t.by_size.len() as i128)
-    )?;
+    writeln!(out, "Unique sizes {how}: {}", commas(rows.len() as i128))?;
     writeln!(out, "{:>10} {:>6} {:>6}", "size", "objs", how2)?;
-    let mut sizes: Vec<(&u32, &(u64, u64))> = t.by_size.iter().collect();
-    sizes.sort_unstable_by_key(|(s, _)| **s);
-    for (size, (objs, n)) in sizes {
-        writeln!(out, "{:>10} {objs:>6} {n:>6}", commas(i128::from(*size)))?;
+    for (size, objs, n) in rows {
+        writeln!(out, "{:>10} {objs:>6} {n:>6}", commas(i128::from(size)))?;
     }
     Ok(())
 }
@@ -552,6 +647,39 @@ fn dump_by_size(out: &mut dyn Write, t: &SizeTable, how: &str, how2: &str) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_table_folds_and_counts() {
+        let mut t = SizeTable::default();
+        let mut rng = 12345u64;
+        let mut expect: std::collections::BTreeMap<u32, (std::collections::BTreeSet<u32>, u64)> =
+            Default::default();
+        for _ in 0..5000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let (dlen, oid) = ((rng % 40) as u32 * 1000, (rng >> 20) as u32 % 300);
+            t.add(dlen, oid);
+            let e = expect.entry(dlen).or_default();
+            e.0.insert(oid);
+            e.1 += 1;
+            if rng.is_multiple_of(997) {
+                t.fold();
+            }
+        }
+        let want: Vec<(u32, u64, u64)> = expect
+            .into_iter()
+            .map(|(d, (o, n))| (d, o.len() as u64, n))
+            .collect();
+        assert_eq!(t.rows(), want);
+        let mut v: Vec<u64> = (0..1000u64)
+            .map(|i| ((i * 7919) % 1013) << 40 | i)
+            .collect();
+        let mut sorted = v.clone();
+        sorted.sort_unstable();
+        radix_sort(&mut v);
+        assert_eq!(v, sorted);
+    }
 
     #[test]
     fn intervals_clamp_like_python() {

@@ -1,7 +1,8 @@
 //! Command-line entry: multicall dispatch and the clap definitions of every subcommand.
 //!
 //! Invoked as `zeo SUBCOMMAND ...`, or busybox-style under an old tool name:
-//! `runzeo` = `zeo serve`, `zeopack` = `zeo pack`, `zeoup` = `zeo up`. Each subcommand
+//! `runzeo` = `zeo serve`, `zeopack` = `zeo pack`, `zeoup` = `zeo up`,
+//! `zeo-nagios` = `zeo up --nagios`. Each subcommand
 //! lives in its own file with an `Args` struct and a `run(Args) -> Result<i32>` that only
 //! wires arguments to the library; no logic beyond that lives here.
 
@@ -47,7 +48,12 @@ pub enum Command {
 }
 
 /// The old tool names and the subcommand each stands for.
-const APPLETS: &[(&str, &str)] = &[("runzeo", "serve"), ("zeopack", "pack"), ("zeoup", "up")];
+const APPLETS: &[(&str, &str)] = &[
+    ("runzeo", "serve"),
+    ("zeopack", "pack"),
+    ("zeoup", "up"),
+    ("zeo-nagios", "up"),
+];
 
 /// `(tool name, subcommand)` if argv[0] is one of the old tool names.
 fn applet_for(argv0: &OsString) -> Option<(&'static str, &'static str)> {
@@ -91,7 +97,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Command::Serve(a) => serve::run(a),
         // Under its old name zeopack stays quiet on success, as cron expects.
         Command::Pack(a) => pack::run_with(a, applet.is_some()),
-        Command::Up(a) => up::run(a),
+        Command::Up(a) => up::run_with(a, applet.map(|(tool, _)| tool)),
         Command::CacheStats(a) => cache_stats::run(a),
         Command::CacheSimul(a) => cache_simul::run(a),
         Command::Trace(a) => trace::run(a),
@@ -109,11 +115,4 @@ pub fn run(args: Vec<OsString>) -> i32 {
             e.exit_code()
         }
     }
-}
-
-/// Shared reply for subcommands whose issue has not landed yet: an honest error, exit 1.
-pub(crate) fn under_construction(what: &str, issue: u32) -> crate::Result<i32> {
-    Err(crate::Error::Other(format!(
-        "{what} is not available in this build yet (tracked in issue #{issue})"
-    )))
 }

@@ -3,8 +3,9 @@
 //! Options follow zeopack's: positional `host:port[:name]` servers (also a bare port,
 //! or a Unix socket path), `-u path[:name]`, `-d DAYS`, `-t HH[:MM[:SS]]` (local time
 //! of day, today), and the deprecated `-h HOST -p PORT -S NAME -U SOCKET` forms; plus
-//! `--pack-time EPOCH_SECONDS`. Each server is asked to pack with `wait=True`, as
-//! zeopack does; the exit status is 1 when any server cannot be reached or a pack
+//! `--pack-time EPOCH_SECONDS`, and `zookeeper://HOST:PORT[,HOST:PORT]/path` for every
+//! server registered there (storage 1; see docs/zookeeper.md). Each server is asked to
+//! pack with `wait=True`, as zeopack does; the exit status is 1 when any server cannot be reached or a pack
 //! fails (zeopack exits 1 only when no server at all could be reached).
 
 use crate::client::{Client, Options, ServerAddress};
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
     after_help = "Servers are host:port[:name], a bare port (localhost), or a Unix socket path[:name]; the storage name defaults to 1."
 )]
 pub struct Args {
-    /// Servers to pack: host:port[:name], port, or /path/to/socket[:name]
+    /// Servers to pack: host:port[:name], port, /path/to/socket[:name], or zookeeper://HOST:PORT[,HOST:PORT]/path
     #[arg(value_name = "SERVER")]
     pub servers: Vec<String>,
     /// Pack objects that are older than this number of days
@@ -170,12 +171,32 @@ fn targets(args: &Args) -> Result<Vec<Target>, Error> {
         });
     }
     for s in &args.servers {
+        if crate::zookeeper::RegistryUrl::is_url(s) {
+            out.extend(registered(s)?);
+            continue;
+        }
         out.push(parse_server(s)?);
     }
     for u in &args.unix {
         out.push(parse_unix(u));
     }
     Ok(out)
+}
+
+/// Every server registered under a `zookeeper://HOST:PORT[,HOST:PORT]/path` URL
+/// (storage 1); none registered is an error.
+fn registered(url: &str) -> Result<Vec<Target>, Error> {
+    let found = crate::zookeeper::resolve(url)?;
+    if found.is_empty() {
+        return Err(Error::Other(format!("No servers registered at {url}")));
+    }
+    Ok(found
+        .into_iter()
+        .map(|address| Target {
+            address,
+            storage: "1".to_string(),
+        })
+        .collect())
 }
 
 fn hostname() -> String {

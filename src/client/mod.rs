@@ -9,6 +9,8 @@
 //! Invariants: one request in flight at a time per `call`; every read and write has a
 //! timeout, so a dead server makes a tool fail instead of hang.
 
+pub mod tls;
+
 use crate::protocol::frame::{encode_frame, FrameDecoder};
 use crate::protocol::pickle::{self, GlobalPolicy};
 use crate::protocol::value::Value;

@@ -5,8 +5,8 @@
 //! messages, or a message split across reads) and pull complete payloads out.
 //! Invariants: a length prefix above the configured maximum is rejected as soon as
 //! its 4 bytes are seen, before anything is allocated for it; a zero-length message
-//! is an error (Python cannot decode one and closes the connection); the buffer
-//! never holds more than one partial message beyond what was fed.
+//! is an error (Python cannot decode one and closes the connection); memory grows
+//! only with bytes actually received, never with an announced length.
 
 use super::ProtocolError;
 
@@ -82,8 +82,9 @@ impl FrameDecoder {
         }
         let total = HEADER_LEN + n as usize;
         let Some(frame) = avail.get(HEADER_LEN..total) else {
-            // Reserve room for the rest of this (bounded) message only.
-            self.buf.reserve(total - avail.len());
+            // Nothing is reserved for the announced length: memory grows only with
+            // bytes actually received (a peer announcing a large message and
+            // sending nothing costs nothing).
             return Ok(None);
         };
         let payload = frame.to_vec();
@@ -150,6 +151,14 @@ mod tests {
                 max: 1 << 20
             })
         );
+        assert!(d.buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn announced_length_allocates_nothing() {
+        let mut d = FrameDecoder::new(u32::MAX);
+        d.feed(&[0xff, 0xff, 0xff, 0xf0, 1]);
+        assert_eq!(d.next_frame(), Ok(None));
         assert!(d.buf.capacity() < 1024);
     }
 

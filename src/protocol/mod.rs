@@ -9,9 +9,11 @@ pub mod errors;
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod metadata;
 pub mod msgpack;
 pub mod pickle;
 pub mod reply;
+pub mod request;
 pub mod value;
 
 pub use errors::WireError;

@@ -155,6 +155,23 @@ impl<'a> Decoder<'a> {
 /// Encode `v` as msgpack-python does with `use_bin_type=True`. Sets, globals and
 /// objects have no msgpack form and are refused (the Python server answers such a
 /// value with `ValueError("Couldn't pickle response")`).
+/// Encode an array given as borrowed items (the message envelope).
+pub fn encode_tuple(items: &[&Value]) -> Result<Vec<u8>, ProtocolError> {
+    let size: usize = items
+        .iter()
+        .map(|v| match v {
+            Value::Bytes(b) => b.len() + 5,
+            _ => 16,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(size + 4);
+    encode_len(&mut out, items.len(), Some((0x90, 15)), [0, 0xdc, 0xdd]);
+    for x in items {
+        encode_into(x, &mut out, 2)?;
+    }
+    Ok(out)
+}
+
 pub fn encode(v: &Value) -> Result<Vec<u8>, ProtocolError> {
     let mut out = Vec::with_capacity(64);
     encode_into(v, &mut out, 1)?;

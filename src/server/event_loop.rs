@@ -491,6 +491,11 @@ impl EventLoop {
             // Best effort: push out what is queued (e.g. a TLS alert).
             let _ = conn.write_ready();
             conn.deregister(self.poll.registry());
+            if let CloseReason::Tls(reason) = &why {
+                // Handshake failures (no or untrusted client certificate, plain client
+                // on a TLS port, ...) must reach the log even if the service is quiet.
+                log::warn!("TLS error with {}: {reason}; connection closed", conn.peer);
+            }
             service.on_close(id, &why, out);
         }
     }

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod reads;
 pub mod run;
 pub mod served;
+pub mod tls;
 pub mod txn;
 pub mod zeo;
 

@@ -11,10 +11,8 @@ use super::event_loop::{ConnId, Outbox};
 use super::served::{now_f64, Kind};
 use super::txn::BLOB_CHUNK;
 use super::zeo::{BlobStream, Completion, Iter, Outcome, ZeoService};
-use crate::protocol::reply::{
-    decode_extension, history_entry, undo_entry, undo_spec_matches, IterRecord, ReplyValue,
-    ServerCall, TxnHeader,
-};
+use crate::protocol::metadata::{decode_extension, history_entry, undo_entry, undo_spec_matches};
+use crate::protocol::reply::{IterRecord, ReplyValue, ServerCall, TxnHeader};
 use crate::protocol::{Request, Value, WireError};
 use crate::storage::{Oid, PackOutcome, SResult, StorageError, Tid};
 use std::io::Read;

@@ -226,6 +226,17 @@ pub fn run(cfg: &ServerConfig, tls: TlsConfig) -> crate::Result<i32> {
             return Err(crate::Error::Other(e.to_string()));
         }
     };
+    // <zookeeper>: register the bound address (a failure stops the start).
+    let registration = match crate::zookeeper::serve::register_server(cfg, &started.bound[0]) {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!(target: "ZEO.runzeo", "{e}");
+            for s in started.service.storages() {
+                let _ = s.storage.close();
+            }
+            return Err(crate::Error::Other(e));
+        }
+    };
     let pid_file = cfg.zeo.pid_filename.clone();
     if let Some(p) = &pid_file {
         if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
@@ -234,6 +245,9 @@ pub fn run(cfg: &ServerConfig, tls: TlsConfig) -> crate::Result<i32> {
     }
     super::notify::notify("READY=1");
     let status = started.event_loop.run(&mut started.service);
+    if let Some(r) = registration {
+        r.finish();
+    }
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }

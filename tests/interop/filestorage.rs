@@ -75,11 +75,13 @@ fn sha(d: Option<&[u8]>) -> String {
 }
 
 fn sha256_hex(d: &[u8]) -> String {
-    // The same small SHA-256 as tests/fs_common (kept local: separate test crate).
+    // Python's hashlib computes the digest (the interop crate has no SHA-256 of its own).
+    let f = tmp_write(d);
     let out = run_python(
         "import sys,hashlib;print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())",
-        &[&tmp_write(d)],
+        &[&f],
     );
+    let _ = fs::remove_file(&f);
     out.trim().to_string()
 }
 
@@ -242,6 +244,7 @@ fn resolve_hashes(text: &str) -> String {
         "import sys,hashlib\nfor l in open(sys.argv[1]).read().split('\\n'):\n    print(hashlib.sha256(bytes.fromhex(l)).hexdigest() if l else hashlib.sha256(b'').hexdigest())",
         &[&input],
     );
+    let _ = fs::remove_file(&input);
     let hashes: Vec<&str> = out.lines().collect();
     let mut text = text.to_string();
     for (k, h) in keys.iter().zip(hashes) {
@@ -461,6 +464,32 @@ print(n)
         .parse()
         .unwrap();
     assert!(n > 0);
+    // Python appends to our file (writable, using our index), closes (writing its
+    // index); we read the result as Python does.
+    run_python(
+        r#"
+import sys, ZODB, transaction
+from ZODB.FileStorage import FileStorage
+st = FileStorage(sys.argv[1], blob_dir=sys.argv[2])
+assert st._used_index == 1, 'Python rescanned our file'
+db = ZODB.DB(st)
+c = db.open()
+c.root()['k'] = 'from python'
+transaction.commit()
+db.close()
+"#,
+        &[&p.display().to_string(), &b.display().to_string()],
+    );
+    let (theirs, logs) = py_dump(&p, Some(&b));
+    assert_eq!(logs, 0);
+    assert_same_dump(&rust_dump(&p, Some(&b)), &theirs);
+    let s = FileStorage::open(&p, Options::default()).unwrap();
+    assert!(s
+        .load(Oid(0))
+        .unwrap()
+        .0
+        .windows(11)
+        .any(|w| w == b"from python"));
 }
 
 const PY_WRITE: &str = r#"
@@ -600,4 +629,58 @@ fn python_data_fs_reads_identically_in_ours() {
         "fstest: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn python_and_we_exclude_each_other_through_the_lock_file() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("Data.fs");
+    // We hold it: Python cannot open it writable, but can read-only.
+    let s = FileStorage::open(&p, Options::default()).unwrap();
+    let out = run_python(
+        r#"
+import sys
+from ZODB.FileStorage import FileStorage
+try:
+    FileStorage(sys.argv[1])
+    print('opened')
+except Exception as e:
+    print(type(e).__name__)
+FileStorage(sys.argv[1], read_only=True).close()
+"#,
+        &[&p.display().to_string()],
+    );
+    assert_eq!(out.trim(), "LockError");
+    drop(s);
+    // Python holds it: we get a lock error until it closes.
+    let mut child = std::process::Command::new(crate::common::python())
+        .arg("-c")
+        .arg("import sys\nfrom ZODB.FileStorage import FileStorage\nst = FileStorage(sys.argv[1])\nprint('ready', flush=True)\nsys.stdin.read()\nst.close()\n")
+        .arg(&p)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    match FileStorage::open(&p, Options::default()) {
+        Err(StorageError::Locked { .. }) => {}
+        other => panic!("expected a lock error, got {:?}", other.err()),
+    }
+    assert!(FileStorage::open(
+        &p,
+        Options {
+            read_only: true,
+            ..Default::default()
+        }
+    )
+    .is_ok());
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    FileStorage::open(&p, Options::default()).unwrap();
 }

@@ -13,3 +13,6 @@ mod protocol;
 mod server;
 #[path = "../server_support/mod.rs"]
 mod server_support;
+mod tls;
+mod up;
+mod zookeeper;

@@ -7,7 +7,8 @@
 use crate::common::run_python;
 use zeo::protocol::errors::WireError;
 use zeo::protocol::handshake::Encoding;
-use zeo::protocol::reply::{encode_extension, TxnHeader};
+use zeo::protocol::metadata::encode_extension;
+use zeo::protocol::reply::TxnHeader;
 use zeo::protocol::{
     encode_frame, encode_message, Reply, ReplyValue, ServerCall, StorageInfo, Value, VoteItem,
 };

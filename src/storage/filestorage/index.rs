@@ -186,17 +186,15 @@ impl Index {
                     let n = data.len() / 8;
                     let (keys, vals) = data.split_at(n * 2);
                     let mut v = Vec::with_capacity(n);
-                    let mut prev: Option<u64> = None;
-                    for i in 0..n {
-                        let s =
-                            crate::storage::filestorage::format::be_u64(&keys[i * 2..i * 2 + 2]);
-                        if prev.is_some_and(|p| p >= s) {
+                    let mut next_min: u64 = 0;
+                    for (k, p) in keys.chunks_exact(2).zip(vals.chunks_exact(6)) {
+                        let s = u16::from_be_bytes([k[0], k[1]]) as u64;
+                        if s < next_min {
                             return Err("index bucket keys are not sorted".into());
                         }
-                        prev = Some(s);
-                        let p =
-                            crate::storage::filestorage::format::be_u64(&vals[i * 6..i * 6 + 6]);
-                        v.push((s << 48) | p);
+                        next_min = s + 1;
+                        let pos = u64::from_be_bytes([0, 0, p[0], p[1], p[2], p[3], p[4], p[5]]);
+                        v.push((s << 48) | pos);
                     }
                     index.len += n as u64;
                     if !v.is_empty() {

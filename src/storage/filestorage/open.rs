@@ -271,7 +271,7 @@ pub fn check_sanity(file: &dyn DataFile, size: u64, index: &Index, mut pos: u64)
     let mut b8 = [0u8; 8];
     let mut hb = [0u8; 23];
     loop {
-        file.read_exact_at(&mut b8, pos - 8).ok()?;
+        file.read_exact_at(&mut b8, pos.checked_sub(8)?).ok()?;
         let tl = u64::from_be_bytes(b8);
         pos = pos.checked_sub(tl)?.checked_sub(8)?;
         if pos < 4 {
@@ -453,7 +453,9 @@ impl FileStorage {
         // Index file, trusted only after the sanity check.
         let index_path = suffixed(&path, ".index");
         let mut from_index = None;
-        if size > 0 {
+        // Time travel needs a scan from the start (an index describes the whole file;
+        // Python uses it anyway and so ignores `stop` when an index exists).
+        if size > 0 && opts.stop.is_none() {
             if let Ok(bytes) = fs::read(&index_path) {
                 match Index::from_file_bytes(&bytes) {
                     Ok((ix, pos)) => match check_sanity(&*file, size, &ix, pos) {

@@ -22,6 +22,9 @@ use crate::storage::{
     TxnIter, TxnMeta,
 };
 
+/// Bytes read speculatively after a record header on loads (most pickles fit).
+const READ_AHEAD: u64 = 1024;
+
 /// A consistent view for positioned reads: the data file and the committed end.
 #[derive(Clone)]
 pub(crate) struct Reader {
@@ -63,8 +66,12 @@ impl Reader {
     /// The data record header at `pos`; if `oid` is given it must match.
     pub fn header(&self, pos: u64, oid: Option<Oid>) -> SResult<DataHeader> {
         let b = self.read(pos, DATA_HEADER_LEN)?;
-        let h = DataHeader::decode(&b)
-            .ok_or_else(|| self.corrupted(pos, "short data record header"))?;
+        self.check_header(pos, &b, oid)
+    }
+
+    fn check_header(&self, pos: u64, b: &[u8], oid: Option<Oid>) -> SResult<DataHeader> {
+        let h =
+            DataHeader::decode(b).ok_or_else(|| self.corrupted(pos, "short data record header"))?;
         if let Some(o) = oid {
             if h.oid != o {
                 return Err(self.corrupted(
@@ -118,6 +125,42 @@ impl Reader {
         }
     }
 
+    /// The header at `pos` plus up to `extra` bytes after it, read with one `pread`
+    /// (a load then usually needs no second system call).
+    pub fn header_ahead(&self, pos: u64, oid: Oid, extra: u64) -> SResult<(DataHeader, Vec<u8>)> {
+        let avail = self.end.saturating_sub(pos);
+        if avail < DATA_HEADER_LEN {
+            return Ok((self.header(pos, Some(oid))?, Vec::new()));
+        }
+        let buf = self.read(pos, avail.min(DATA_HEADER_LEN + extra))?;
+        let h = self.check_header(pos, &buf, Some(oid))?;
+        Ok((h, buf))
+    }
+
+    /// [`Reader::record_state`] using bytes already read by [`Reader::header_ahead`].
+    pub fn record_state_ahead(
+        &self,
+        pos: u64,
+        h: &DataHeader,
+        buf: &[u8],
+    ) -> SResult<Option<Vec<u8>>> {
+        let body = DATA_HEADER_LEN as usize;
+        if h.plen > 0 {
+            if let Some(d) = usize::try_from(h.plen)
+                .ok()
+                .and_then(|n| buf.get(body..body.checked_add(n)?))
+            {
+                return Ok(Some(d.to_vec()));
+            }
+            return Ok(Some(self.data(pos, h)?));
+        }
+        let back = match buf.get(body..body + 8) {
+            Some(b) => format::be_u64(b),
+            None => self.back(pos)?,
+        };
+        Ok(self.resolve(h.oid, back, pos)?.map(|r| r.0))
+    }
+
     /// The state a record stands for: its data or the resolved backpointer.
     pub fn record_state(&self, pos: u64, h: &DataHeader) -> SResult<Option<Vec<u8>>> {
         if h.plen > 0 {
@@ -147,7 +190,11 @@ impl Reader {
 
     /// Position of the transaction that ends at `e` (walking backwards).
     pub fn txn_before(&self, e: u64) -> SResult<(u64, TxnHeader)> {
-        let b = self.read(e - 8, 8)?;
+        let tl_pos = e
+            .checked_sub(8)
+            .filter(|&p| p >= 4)
+            .ok_or_else(|| self.corrupted(e, "no transaction ends here"))?;
+        let b = self.read(tl_pos, 8)?;
         let tl = format::be_u64(&b);
         let pos = e
             .checked_sub(8)
@@ -319,9 +366,9 @@ impl FileStorage {
 
     pub(crate) fn load_impl(&self, oid: Oid) -> SResult<(Vec<u8>, Tid)> {
         let (r, pos) = self.lookup(oid)?;
-        let h = r.header(pos, Some(oid))?;
+        let (h, buf) = r.header_ahead(pos, oid, READ_AHEAD)?;
         let data = r
-            .record_state(pos, &h)?
+            .record_state_ahead(pos, &h, &buf)?
             .ok_or_else(|| StorageError::pos_key(oid))?;
         Ok((data, h.tid))
     }
@@ -330,10 +377,10 @@ impl FileStorage {
         let (r, mut pos) = self.lookup(oid)?;
         let mut end = None;
         loop {
-            let h = r.header(pos, Some(oid))?;
+            let (h, buf) = r.header_ahead(pos, oid, READ_AHEAD)?;
             if h.tid < before {
                 let data = r
-                    .record_state(pos, &h)?
+                    .record_state_ahead(pos, &h, &buf)?
                     .ok_or_else(|| StorageError::pos_key(oid))?;
                 return Ok(Some(LoadBefore {
                     data,
@@ -436,9 +483,24 @@ impl FileStorage {
 
     pub(crate) fn iterator_impl(&self, start: Option<Tid>, stop: Option<Tid>) -> SResult<TxnIter> {
         self.check_open()?;
+        let (reader, last_tid) = {
+            let st = self.state_read();
+            (
+                Reader {
+                    file: st.file.clone(),
+                    end: st.end,
+                    path: self.path.clone(),
+                },
+                st.last_tid,
+            )
+        };
+        let pos = match start {
+            Some(s) => start_position(&reader, s, last_tid)?,
+            None => 4,
+        };
         Ok(Box::new(FsIter {
-            reader: self.reader(),
-            pos: 4,
+            reader,
+            pos,
             start,
             stop,
             done: false,
@@ -463,6 +525,29 @@ impl FileStorage {
         it.map(|t| t.map(|t| (t.tid, t.records.iter().map(|x| x.oid).collect())))
             .collect()
     }
+}
+
+/// Where iteration from tid `start` should begin: walk backwards from the end when
+/// `start` is nearer in time to the last transaction than to the first (as Python's
+/// FileIterator does), else start at the beginning and skip forwards.
+fn start_position(r: &Reader, start: Tid, last_tid: Tid) -> SResult<u64> {
+    if r.end <= 4 {
+        return Ok(4);
+    }
+    let hb = r.read(4, TXN_HEADER_LEN)?;
+    let first = TxnHeader::decode(&hb).map_or(Tid::ZERO, |h| h.tid);
+    if start <= first || start.0 - first.0 <= last_tid.0.saturating_sub(start.0) {
+        return Ok(4);
+    }
+    let mut e = r.end;
+    while e > 4 {
+        let (pos, h) = r.txn_before(e)?;
+        if h.tid < start {
+            return Ok(e);
+        }
+        e = pos;
+    }
+    Ok(4)
 }
 
 /// Parse a whole Data.fs image in memory, returning every transaction (used by the

@@ -1,120 +1,14 @@
-//! The restricted pickle codec of ZEO's `Z` encoding (spec zeo-protocol.md §4.1).
-//!
-//! Decoding accepts pickles with a `PROTO 2` or `PROTO 3` header using only the
-//! opcodes ZEO peers emit (listed in [`ACCEPTED_OPCODES`]: the §4.1 set plus the
-//! memo opcodes the stdlib pickler adds), and resolves only an explicit allowlist
-//! of globals ([`GlobalPolicy`]): `builtins.set`/`frozenset` and
-//! `ZopeUndo.Prefix.Prefix` from clients; additionally `ZODB.POSException._recon`
-//! and the POSException classes when reading a Python server's replies. Nothing is
-//! ever called: allowed globals become inert [`Value`] nodes.
-//!
-//! Invariants: the decoder never panics and never allocates more than a small
-//! multiple of its input (values live in an arena of at most one node per opcode;
-//! materialising memo references is charged against a budget proportional to the
-//! input, so memo "billion laughs" fail cleanly); results nest at most
-//! [`MAX_DEPTH`] levels.
-//!
-//! Encoding emits protocol 3 exactly as zodbpickle's fast-mode pickler does (no
-//! memo), so server frames are byte-identical to the Python server's.
+//! The restricted pickle decoder: an arena stack machine over the accepted
+//! opcodes (see the module docs of `pickle`).
 
-use super::value::{Value, MAX_DEPTH};
-use super::ProtocolError;
+use super::{classify_global, GlobalKind, GlobalPolicy};
+use crate::protocol::value::{Value, MAX_DEPTH};
+use crate::protocol::ProtocolError;
 use std::collections::HashMap;
-
-/// Opcodes the decoder accepts (besides `PROTO` at the start).
-pub const ACCEPTED_OPCODES: &[&str] = &[
-    "STOP",
-    "MARK",
-    "TUPLE",
-    "TUPLE1",
-    "TUPLE2",
-    "TUPLE3",
-    "EMPTY_TUPLE",
-    "BININT1",
-    "BININT2",
-    "BININT",
-    "LONG1",
-    "LONG4",
-    "NEWTRUE",
-    "NEWFALSE",
-    "NONE",
-    "BINUNICODE",
-    "SHORT_BINBYTES",
-    "BINBYTES",
-    "BINFLOAT",
-    "EMPTY_DICT",
-    "SETITEM",
-    "SETITEMS",
-    "EMPTY_LIST",
-    "APPEND",
-    "APPENDS",
-    "GLOBAL",
-    "REDUCE",
-    "NEWOBJ",
-    "BUILD",
-    "BINPUT",
-    "LONG_BINPUT",
-    "BINGET",
-    "LONG_BINGET",
-];
-
-/// Which globals a decoder may resolve.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GlobalPolicy {
-    /// A server reading client messages: `builtins.set`, `builtins.frozenset`,
-    /// `ZopeUndo.Prefix.Prefix`.
-    ClientMessages,
-    /// A client reading server messages: the above plus `ZODB.POSException._recon`
-    /// and the `ZODB.POSException` exception classes it rebuilds.
-    ServerMessages,
-}
-
-const POS_EXCEPTIONS: &[&str] = &[
-    "POSError",
-    "POSKeyError",
-    "ConflictError",
-    "ReadConflictError",
-    "BTreesConflictError",
-    "DanglingReferenceError",
-    "UndoError",
-    "MultipleUndoErrors",
-    "ReadOnlyError",
-    "StorageError",
-    "StorageTransactionError",
-    "TransactionError",
-    "ReadOnlyHistoryError",
-    "Unsupported",
-    "InvalidObjectReference",
-];
-
-/// What an allowed global may be used for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum GlobalKind {
-    SetLike,
-    NewObjClass,
-    Recon,
-    ExceptionClass,
-}
-
-fn classify_global(policy: GlobalPolicy, module: &str, name: &str) -> Option<GlobalKind> {
-    match (module, name) {
-        ("builtins" | "__builtin__", "set" | "frozenset") => Some(GlobalKind::SetLike),
-        ("ZopeUndo.Prefix", "Prefix") => Some(GlobalKind::NewObjClass),
-        ("ZODB.POSException", "_recon") if policy == GlobalPolicy::ServerMessages => {
-            Some(GlobalKind::Recon)
-        }
-        ("ZODB.POSException", n)
-            if policy == GlobalPolicy::ServerMessages && POS_EXCEPTIONS.contains(&n) =>
-        {
-            Some(GlobalKind::ExceptionClass)
-        }
-        _ => None,
-    }
-}
 
 type NodeId = usize;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Node {
     Scalar(Value),
     Tuple(Vec<NodeId>),
@@ -152,8 +46,8 @@ pub fn decode(data: &[u8], policy: GlobalPolicy) -> Result<Value, ProtocolError>
         data,
         pos: 0,
         policy,
-        nodes: Vec::new(),
-        shared: Vec::new(),
+        nodes: Vec::with_capacity((data.len() / 4).min(64) + 4),
+        shared: Vec::with_capacity((data.len() / 4).min(64) + 4),
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
@@ -572,46 +466,26 @@ impl<'a> Decoder<'a> {
         }
         self.charge(1)?;
         let shared = clone || self.shared[id];
-        // Non-shared nodes have exactly one parent, so they can be moved out.
+        // Non-shared nodes have exactly one parent, so they are moved out of the
+        // arena; shared ones (memo) are copied, charged against the budget.
         let node = if shared {
-            None
+            let n = self.nodes[id].clone();
+            if let Node::Scalar(Value::Bytes(b)) = &n {
+                self.charge(b.len())?;
+            } else if let Node::Scalar(Value::Str(t)) = &n {
+                self.charge(t.len())?;
+            }
+            n
         } else {
-            Some(std::mem::replace(&mut self.nodes[id], Node::Taken))
+            std::mem::replace(&mut self.nodes[id], Node::Taken)
         };
-        let node_ref = match &node {
-            Some(n) => n,
-            None => &self.nodes[id],
-        };
-        match node_ref {
+        match node {
             Node::Taken => Err(self.err("internal: value used twice", self.data.len())),
-            Node::Scalar(v) => {
-                if shared {
-                    let size = match v {
-                        Value::Bytes(b) => b.len(),
-                        Value::Str(s) => s.len(),
-                        _ => 0,
-                    };
-                    let v = v.clone();
-                    self.charge(size)?;
-                    Ok(v)
-                } else {
-                    match node {
-                        Some(Node::Scalar(v)) => Ok(v),
-                        _ => Err(self.err("internal: scalar vanished", self.data.len())),
-                    }
-                }
-            }
-            Node::Tuple(ids) => {
-                let ids = ids.clone();
-                Ok(Value::Tuple(self.many(&ids, depth, shared)?))
-            }
-            Node::List(ids) => {
-                let ids = ids.clone();
-                Ok(Value::List(self.many(&ids, depth, shared)?))
-            }
+            Node::Scalar(v) => Ok(v),
+            Node::Tuple(ids) => Ok(Value::Tuple(self.many(&ids, depth, shared)?)),
+            Node::List(ids) => Ok(Value::List(self.many(&ids, depth, shared)?)),
             Node::Set { frozen, items } => {
-                let (frozen, ids) = (*frozen, items.clone());
-                let items = self.many(&ids, depth, shared)?;
+                let items = self.many(&items, depth, shared)?;
                 Ok(if frozen {
                     Value::FrozenSet(items)
                 } else {
@@ -619,7 +493,6 @@ impl<'a> Decoder<'a> {
                 })
             }
             Node::Dict(pairs) => {
-                let pairs = pairs.clone();
                 let mut out = Vec::with_capacity(pairs.len());
                 for (k, v) in pairs {
                     let k = self.materialize(k, depth + 1, shared)?;
@@ -634,8 +507,6 @@ impl<'a> Decoder<'a> {
                 args,
                 state,
             } => {
-                let (module, name, args, state) =
-                    (module.clone(), name.clone(), args.clone(), *state);
                 let args = self.many(&args, depth, shared)?;
                 let state = match state {
                     Some(s) => Some(Box::new(self.materialize(s, depth + 1, shared)?)),
@@ -649,270 +520,5 @@ impl<'a> Decoder<'a> {
                 })
             }
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// Encoder
-
-/// Encode `v` as a protocol-3 pickle exactly as zodbpickle's fast-mode pickler does.
-pub fn encode(v: &Value) -> Result<Vec<u8>, ProtocolError> {
-    let mut out = Vec::with_capacity(64);
-    out.extend_from_slice(&[0x80, 3]);
-    encode_into(v, &mut out, 1)?;
-    out.push(b'.');
-    Ok(out)
-}
-
-fn encode_int(i: i128, out: &mut Vec<u8>) {
-    if (0..=0xff).contains(&i) {
-        out.push(b'K');
-        out.push(i as u8);
-    } else if (0..=0xffff).contains(&i) {
-        out.push(b'M');
-        out.extend_from_slice(&(i as u16).to_le_bytes());
-    } else if i >= i32::MIN as i128 && i <= i32::MAX as i128 {
-        out.push(b'J');
-        out.extend_from_slice(&(i as i32).to_le_bytes());
-    } else {
-        // Minimal little-endian two's complement.
-        let bytes = i.to_le_bytes();
-        let mut n = 16;
-        while n > 1 {
-            let last = bytes[n - 1];
-            let prev_sign = bytes[n - 2] & 0x80;
-            if (last == 0 && prev_sign == 0) || (last == 0xff && prev_sign != 0) {
-                n -= 1;
-            } else {
-                break;
-            }
-        }
-        out.push(0x8a);
-        out.push(n as u8);
-        out.extend_from_slice(&bytes[..n]);
-    }
-}
-
-fn encode_len32(op: u8, b: &[u8], out: &mut Vec<u8>) -> Result<(), ProtocolError> {
-    let n = u32::try_from(b.len()).map_err(|_| {
-        ProtocolError::bad("a value over 4 GiB cannot be sent with pickle protocol 3")
-    })?;
-    out.push(op);
-    out.extend_from_slice(&n.to_le_bytes());
-    out.extend_from_slice(b);
-    Ok(())
-}
-
-fn encode_items(xs: &[Value], out: &mut Vec<u8>, depth: usize) -> Result<(), ProtocolError> {
-    for x in xs {
-        encode_into(x, out, depth + 1)?;
-    }
-    Ok(())
-}
-
-fn encode_into(v: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), ProtocolError> {
-    if depth > MAX_DEPTH {
-        return Err(ProtocolError::bad(format!(
-            "value nested deeper than {MAX_DEPTH} levels"
-        )));
-    }
-    match v {
-        Value::None => out.push(b'N'),
-        Value::Bool(true) => out.push(0x88),
-        Value::Bool(false) => out.push(0x89),
-        Value::Int(i) => encode_int(*i, out),
-        Value::Float(f) => {
-            out.push(b'G');
-            out.extend_from_slice(&f.to_be_bytes());
-        }
-        Value::Str(s) => encode_len32(b'X', s.as_bytes(), out)?,
-        Value::Bytes(b) if b.len() < 256 => {
-            out.push(b'C');
-            out.push(b.len() as u8);
-            out.extend_from_slice(b);
-        }
-        Value::Bytes(b) => encode_len32(b'B', b, out)?,
-        Value::Tuple(xs) => match xs.len() {
-            0 => out.push(b')'),
-            1..=3 => {
-                encode_items(xs, out, depth)?;
-                out.push(0x84 + xs.len() as u8);
-            }
-            _ => {
-                out.push(b'(');
-                encode_items(xs, out, depth)?;
-                out.push(b't');
-            }
-        },
-        Value::List(xs) => {
-            out.push(b']');
-            for batch in xs.chunks(1000) {
-                if batch.len() == 1 {
-                    encode_into(&batch[0], out, depth + 1)?;
-                    out.push(b'a');
-                } else {
-                    out.push(b'(');
-                    encode_items(batch, out, depth)?;
-                    out.push(b'e');
-                }
-            }
-        }
-        Value::Dict(pairs) => {
-            out.push(b'}');
-            for batch in pairs.chunks(1000) {
-                if batch.len() == 1 {
-                    encode_into(&batch[0].0, out, depth + 1)?;
-                    encode_into(&batch[0].1, out, depth + 1)?;
-                    out.push(b's');
-                } else {
-                    out.push(b'(');
-                    for (k, x) in batch {
-                        encode_into(k, out, depth + 1)?;
-                        encode_into(x, out, depth + 1)?;
-                    }
-                    out.push(b'u');
-                }
-            }
-        }
-        Value::Set(xs) | Value::FrozenSet(xs) => {
-            let name = if matches!(v, Value::Set(_)) {
-                "set"
-            } else {
-                "frozenset"
-            };
-            encode_global("builtins", name, out);
-            encode_into(&Value::List(xs.clone()), out, depth + 1)?;
-            out.push(0x85);
-            out.push(b'R');
-        }
-        Value::Global { module, name } => encode_global(module, name, out),
-        Value::Object {
-            module,
-            name,
-            args,
-            state,
-        } => {
-            encode_global(module, name, out);
-            encode_into(&Value::Tuple(args.clone()), out, depth + 1)?;
-            out.push(0x81);
-            if let Some(s) = state {
-                encode_into(s, out, depth + 1)?;
-                out.push(b'b');
-            }
-        }
-    }
-    Ok(())
-}
-
-fn encode_global(module: &str, name: &str, out: &mut Vec<u8>) {
-    out.push(b'c');
-    out.extend_from_slice(module.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'\n');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
-    #[test]
-    fn register_request_roundtrip() {
-        let wire = hex("8003284b0189580800000072656769737465725801000000314b0086742e");
-        let v = decode(&wire, GlobalPolicy::ClientMessages).unwrap();
-        let want = Value::Tuple(vec![
-            Value::Int(1),
-            Value::Bool(false),
-            Value::str("register"),
-            Value::Tuple(vec![Value::str("1"), Value::Int(0)]),
-        ]);
-        assert_eq!(v, want);
-        assert_eq!(encode(&v).unwrap(), wire);
-    }
-
-    #[test]
-    fn ints_use_smallest_opcode() {
-        for (i, want) in [
-            (0i128, "4b00"),
-            (255, "4bff"),
-            (256, "4d0001"),
-            (65536, "4a00000100"),
-            (-1, "4affffffff"),
-            (140459743145488, "8a06106e1855bf7f"),
-            (-(1i128 << 40), "8a060000000000ff"),
-            (1i128 << 31, "8a050000008000"),
-        ] {
-            let mut out = Vec::new();
-            encode_int(i, &mut out);
-            assert_eq!(out, hex(want), "{i}");
-            let mut p = vec![0x80, 3];
-            p.extend(out);
-            p.push(b'.');
-            assert_eq!(
-                decode(&p, GlobalPolicy::ClientMessages).unwrap(),
-                Value::Int(i)
-            );
-        }
-    }
-
-    #[test]
-    fn memo_shares_mutations_like_python() {
-        // [] BINPUT 0, MARK 1 2 APPENDS, then BINGET 0 again: TUPLE2 of the same list.
-        let p = hex("80035d710028 4b01 4b02 65 6800 86 2e"
-            .replace(' ', "")
-            .as_str());
-        let v = decode(&p, GlobalPolicy::ClientMessages).unwrap();
-        let l = Value::List(vec![Value::Int(1), Value::Int(2)]);
-        assert_eq!(v, Value::Tuple(vec![l.clone(), l]));
-    }
-
-    #[test]
-    fn forbidden_globals() {
-        for (m, n) in [("os", "system"), ("builtins", "eval"), ("posix", "system")] {
-            let mut p = vec![0x80, 3, b'c'];
-            p.extend(format!("{m}\n{n}\n").bytes());
-            p.extend(b"X\x02\x00\x00\x00id\x85R.");
-            assert_eq!(
-                decode(&p, GlobalPolicy::ClientMessages),
-                Err(ProtocolError::ForbiddenGlobal {
-                    module: m.into(),
-                    name: n.into()
-                })
-            );
-        }
-        let p = b"\x80\x03cZODB.POSException\n_recon\n.";
-        assert!(decode(p, GlobalPolicy::ClientMessages).is_err());
-        assert!(decode(p, GlobalPolicy::ServerMessages).is_ok());
-    }
-
-    #[test]
-    fn memo_bomb_is_refused() {
-        // A list that doubles itself through the memo 40 times.
-        let mut p = vec![0x80, 3, b']', b'q', 0];
-        for _ in 0..40 {
-            p.extend([b'h', 0, 0x86, b'q', 0]);
-        }
-        p.push(b'.');
-        let e = decode(&p, GlobalPolicy::ClientMessages).unwrap_err();
-        assert!(
-            e.to_string().contains("size limit") || e.to_string().contains("deeper"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn deep_nesting_is_refused() {
-        let mut p = vec![0x80, 3, b'N'];
-        p.extend(std::iter::repeat_n(0x85, 100_000));
-        p.push(b'.');
-        let e = decode(&p, GlobalPolicy::ClientMessages).unwrap_err();
-        assert!(e.to_string().contains("deeper"), "{e}");
     }
 }
