@@ -191,14 +191,16 @@ pub fn run(args: Args) -> crate::Result<i32> {
         let _ = writeln!(out, "{}", cfg.to_json().pretty()).and_then(|_| out.flush());
         return Ok(0);
     }
+    let tls = crate::server::tls::listener_tls(&cfg.zeo)
+        .map_err(|e| crate::Error::Other(format!("cannot set up TLS from <ssl>: {e}")))?;
     if args.test {
         // runzeo --test: set everything up, then exit.
-        let started = crate::server::run::start(&cfg, None)
-            .map_err(|e| crate::Error::Other(e.to_string()))?;
+        let started =
+            crate::server::run::start(&cfg, tls).map_err(|e| crate::Error::Other(e.to_string()))?;
         for s in started.service.storages() {
             let _ = s.storage.close();
         }
         return Ok(0);
     }
-    crate::server::run::run(&cfg, None)
+    crate::server::run::run(&cfg, tls)
 }

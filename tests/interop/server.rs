@@ -352,3 +352,52 @@ fn unix_socket_and_ipv6_listeners() {
     crate::server_support::signal(&child, libc::SIGTERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// TLS with a client certificate: the Python client commits and reads; a client
+/// without a certificate never gets a connection.
+#[test]
+fn tls_with_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = |n: &str| {
+        crate::common::fixture(&format!("tls/{n}"))
+            .display()
+            .to_string()
+    };
+    let ssl = format!(
+        "  <ssl>\n    certificate {}\n    key {}\n    authenticate {}\n  </ssl>",
+        fx("srv.pem"),
+        fx("srv_key.pem"),
+        fx("ca.pem")
+    );
+    let server = ZeoServer::start(dir.path(), &ssl, FS);
+    let out = run_python(
+        r#"
+import sys, ssl, ZEO, transaction
+from ZEO.ClientStorage import ClientStorage
+port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(cert, key)
+db = ZEO.DB(('127.0.0.1', port), ssl=ctx, ssl_server_hostname='localhost')
+c = db.open(); c.root()['t'] = 'tls'; transaction.commit(); db.close()
+db = ZEO.DB(('127.0.0.1', port), ssl=ctx, ssl_server_hostname='localhost')
+print(db.open().root()['t'])
+db.close()
+bare = ssl.create_default_context(cafile=ca)
+try:
+    ClientStorage(('127.0.0.1', port), ssl=bare, ssl_server_hostname='localhost', wait_timeout=3)
+    print('connected without a certificate?!')
+except Exception as e:
+    print('refused')
+"#,
+        &[
+            &server.port.to_string(),
+            &fx("ca.pem"),
+            &fx("cli.pem"),
+            &fx("cli_key.pem"),
+        ],
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["tls", "refused"]
+    );
+}
