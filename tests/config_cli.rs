@@ -77,6 +77,10 @@ fn default_without_arguments() {
     assert_eq!(c["zeo"]["invalidation_queue_size"], 100);
     assert_eq!(c["zeo"]["read_only"], false);
     assert_eq!(c["zeo"]["msgpack"], Value::Null);
+    // runzeo's --test: the default storage is opened (./var created), then exit 0.
+    let out = zeo(dir.path(), &["serve", "--test", "-a", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(dir.path().join("var/Data.fs").exists());
 }
 
 #[test]

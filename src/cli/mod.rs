@@ -116,10 +116,3 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
     }
 }
-
-/// Shared reply for subcommands whose issue has not landed yet: an honest error, exit 1.
-pub(crate) fn under_construction(what: &str, issue: u32) -> crate::Result<i32> {
-    Err(crate::Error::Other(format!(
-        "{what} is not available in this build yet (tracked in issue #{issue})"
-    )))
-}

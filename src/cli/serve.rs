@@ -191,7 +191,8 @@ pub fn run(args: Args) -> crate::Result<i32> {
         let _ = writeln!(out, "{}", cfg.to_json().pretty()).and_then(|_| out.flush());
         return Ok(0);
     }
-    let tls = crate::server::tls::listener_tls(&cfg.zeo)?;
+    let tls = crate::server::tls::listener_tls(&cfg.zeo)
+        .map_err(|e| crate::Error::Other(format!("cannot set up TLS from <ssl>: {e}")))?;
     if args.test {
         // runzeo --test: set everything up, then exit.
         let started =

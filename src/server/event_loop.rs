@@ -66,6 +66,9 @@ pub enum Action {
     Timer(Instant, u64),
     /// Stop the loop; `run` returns this exit status.
     Stop(i32),
+    /// Call `Service::on_drained(conn)` once the connection's unsent output is below
+    /// the input-pause threshold (flow control for long streams such as blobs).
+    WhenDrained(ConnId),
 }
 
 type Job<C> = Box<dyn FnOnce() -> C + Send>;
@@ -97,6 +100,10 @@ impl<C> Outbox<C> {
     }
     pub fn stop(&mut self, status: i32) {
         self.actions.push(Action::Stop(status));
+    }
+    /// Ask for [`Service::on_drained`] once `conn`'s queued output has drained.
+    pub fn when_drained(&mut self, conn: ConnId) {
+        self.actions.push(Action::WhenDrained(conn));
     }
     /// Run `job` on a worker thread; its result comes back through
     /// [`Service::on_completion`] on the loop thread.
@@ -139,6 +146,8 @@ pub trait Service {
     fn on_timer(&mut self, key: u64, out: &mut Outbox<Self::Completion>);
     fn on_completion(&mut self, done: Self::Completion, out: &mut Outbox<Self::Completion>);
     fn on_signal(&mut self, sig: Signal, out: &mut Outbox<Self::Completion>);
+    /// The connection's output drained after [`Outbox::when_drained`].
+    fn on_drained(&mut self, _conn: ConnId, _out: &mut Outbox<Self::Completion>) {}
 }
 
 struct ListenerEntry {
@@ -163,6 +172,8 @@ pub struct EventLoop {
     dirty: HashSet<usize>,
     signal_pipes: Vec<mio::net::UnixStream>,
     waker: Arc<Waker>,
+    /// Connections whose service waits for their output to drain.
+    drain_wait: HashSet<usize>,
 }
 
 /// A handle worker threads use to hand completions back.
@@ -194,6 +205,7 @@ impl EventLoop {
             dirty: HashSet::new(),
             signal_pipes,
             waker,
+            drain_wait: HashSet::new(),
         })
     }
 
@@ -453,6 +465,12 @@ impl EventLoop {
                             self.dirty.insert(id);
                         }
                     }
+                    Action::WhenDrained(id) => {
+                        if self.conns.contains_key(&id) {
+                            self.drain_wait.insert(id);
+                            self.dirty.insert(id);
+                        }
+                    }
                     other => keep.push(other),
                 }
             }
@@ -468,6 +486,7 @@ impl EventLoop {
         out: &mut Outbox<S::Completion>,
     ) {
         self.dirty.remove(&id);
+        self.drain_wait.remove(&id);
         if let Some(mut conn) = self.conns.remove(&id) {
             // Best effort: push out what is queued (e.g. a TLS alert).
             let _ = conn.write_ready();
@@ -542,10 +561,14 @@ impl EventLoop {
                     self.close(id, CloseReason::Io(e.to_string()), service, out);
                     continue;
                 }
+                let drained = !conn.input_paused();
                 // Edge-triggered: input left in the socket while paused gets no new
                 // event, so read it now that the output has drained.
-                if was_paused && !conn.input_paused() {
+                if was_paused && drained {
                     self.pump_input(id, service, out);
+                }
+                if drained && self.drain_wait.remove(&id) {
+                    service.on_drained(id, out);
                 }
             }
         }

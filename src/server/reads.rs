@@ -10,11 +10,12 @@
 use super::event_loop::{ConnId, Outbox};
 use super::served::{now_f64, Kind};
 use super::txn::BLOB_CHUNK;
-use super::zeo::{Completion, Iter, Outcome, ZeoService};
+use super::zeo::{BlobStream, Completion, Iter, Outcome, ZeoService};
 use crate::protocol::metadata::{decode_extension, history_entry, undo_entry, undo_spec_matches};
 use crate::protocol::reply::{IterRecord, ReplyValue, ServerCall, TxnHeader};
 use crate::protocol::{Request, Value, WireError};
 use crate::storage::{Oid, PackOutcome, SResult, StorageError, Tid};
+use std::io::Read;
 
 fn wire(e: StorageError) -> Outcome {
     Outcome::Error(WireError::from_storage(&e))
@@ -341,32 +342,93 @@ impl ZeoService {
         sidx: usize,
         oid: Oid,
         serial: Tid,
+        msgid: &Value,
         out: &mut Outbox<Completion>,
     ) -> Outcome {
         let storage = self.storages[sidx].storage.clone();
-        let data = match storage.load_blob(oid, serial).and_then(|p| {
-            std::fs::read(&p).map_err(|e| StorageError::io(format!("reading {}", p.display()), e))
+        let file = match storage.load_blob(oid, serial).and_then(|p| {
+            std::fs::File::open(&p)
+                .map_err(|e| StorageError::io(format!("opening {}", p.display()), e))
         }) {
-            Ok(d) => d,
+            Ok(f) => f,
             Err(e) => {
                 log::debug!(target: super::zeo::LOG, "sendBlob: {e}");
                 return Outcome::Error(WireError::pos_key_blob(oid, serial));
             }
         };
-        self.send_call(out, id, &ServerCall::ReceiveBlobStart { oid, serial });
-        for chunk in data.chunks(BLOB_CHUNK) {
-            self.send_call(
-                out,
-                id,
-                &ServerCall::ReceiveBlobChunk {
-                    oid,
-                    serial,
-                    chunk: chunk.to_vec(),
-                },
-            );
+        let Some(c) = self.conns.get_mut(&id) else {
+            return Outcome::Later;
+        };
+        c.blob_streams.push_back(BlobStream {
+            file,
+            oid,
+            serial,
+            msgid: msgid.clone(),
+            started: false,
+        });
+        if c.blob_streams.len() == 1 {
+            self.pump_blobs(id, out);
         }
-        self.send_call(out, id, &ServerCall::ReceiveBlobStop { oid, serial });
-        Outcome::Reply(Value::None)
+        Outcome::Later
+    }
+
+    /// Send the next batch of the connection's blob streams; ask to be called again
+    /// when the output has drained. Each stream is receiveBlobStart, its chunks,
+    /// receiveBlobStop, then the `None` reply.
+    pub(crate) fn pump_blobs(&mut self, id: ConnId, out: &mut Outbox<Completion>) {
+        let mut budget = self.opts.blob_batch.max(BLOB_CHUNK);
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let Some(stream) = c.blob_streams.front_mut() else {
+                return;
+            };
+            let (oid, serial) = (stream.oid, stream.serial);
+            if !stream.started {
+                stream.started = true;
+                self.send_call(out, id, &ServerCall::ReceiveBlobStart { oid, serial });
+                continue;
+            }
+            if budget == 0 {
+                out.when_drained(id);
+                return;
+            }
+            let mut chunk = vec![0u8; BLOB_CHUNK];
+            let mut n = 0;
+            let mut failed = None;
+            while n < BLOB_CHUNK {
+                match stream.file.read(&mut chunk[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                log::error!(target: super::zeo::LOG, "reading blob for sendBlob: {e}");
+                out.close(id, format!("cannot read a blob file: {e}"));
+                return;
+            }
+            if n > 0 {
+                chunk.truncate(n);
+                budget = budget.saturating_sub(n);
+                self.send_call(
+                    out,
+                    id,
+                    &ServerCall::ReceiveBlobChunk { oid, serial, chunk },
+                );
+                continue;
+            }
+            // End of this blob.
+            let msgid = stream.msgid.clone();
+            c.blob_streams.pop_front();
+            self.send_call(out, id, &ServerCall::ReceiveBlobStop { oid, serial });
+            self.send_reply(out, id, msgid, Ok(Value::None));
+        }
     }
 }
 

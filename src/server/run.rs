@@ -191,7 +191,8 @@ pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> 
     } else {
         Encoding::Pickle
     };
-    let mut event_loop = EventLoop::new(limits())
+    let limits = limits();
+    let mut event_loop = EventLoop::new(limits)
         .map_err(|e| StartError(format!("cannot set up the event loop: {e}")))?;
     let addr = listen_address(&cfg.zeo.address)?;
     let bound = event_loop
@@ -205,6 +206,7 @@ pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> 
             read_only: cfg.zeo.read_only,
             invalidation_age: cfg.zeo.invalidation_age,
             transaction_timeout: cfg.zeo.transaction_timeout,
+            blob_batch: (limits.max_output / 4).min(2 * 1024 * 1024),
         },
     );
     Ok(Started {

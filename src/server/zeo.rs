@@ -34,6 +34,9 @@ pub struct Options {
     pub invalidation_age: Option<f64>,
     /// Seconds a committer may hold the commit lock.
     pub transaction_timeout: Option<f64>,
+    /// Blob bytes a `sendBlob` stream queues before waiting for the connection's
+    /// output to drain (must stay well below the connection's output limit).
+    pub blob_batch: usize,
 }
 
 /// Results of worker jobs.
@@ -68,6 +71,15 @@ pub(crate) struct Upload {
     pub path: PathBuf,
 }
 
+/// A `sendBlob` answer being streamed (flow-controlled by output drain).
+pub(crate) struct BlobStream {
+    pub file: File,
+    pub oid: crate::storage::Oid,
+    pub serial: crate::storage::Tid,
+    pub msgid: Value,
+    pub started: bool,
+}
+
 /// One client connection.
 pub(crate) struct Conn {
     pub peer: String,
@@ -85,6 +97,8 @@ pub(crate) struct Conn {
     pub iters: HashMap<i64, Iter>,
     pub next_iid: i64,
     pub upload: Option<Upload>,
+    /// `sendBlob` answers in progress, oldest first.
+    pub blob_streams: std::collections::VecDeque<BlobStream>,
 }
 
 /// What handling a call produced.
@@ -239,6 +253,7 @@ impl ZeoService {
         } = call;
         let registered = self.conns.get(&id).and_then(|c| c.storage);
         let method = request.method();
+        let oneway_method = request.is_oneway();
         let outcome = match (&request, registered) {
             (Request::Register { storage, read_only }, None) => {
                 let (s, r) = (storage.clone(), *read_only);
@@ -251,6 +266,10 @@ impl ZeoService {
             (_, Some(sidx)) => self.dispatch(id, sidx, &msgid, request, out),
         };
         match outcome {
+            // A one-way method called two-way gets `None`, as from Python.
+            Outcome::Later if !oneway && oneway_method => {
+                self.send_reply(out, id, msgid, Ok(Value::None))
+            }
             Outcome::Later => {}
             Outcome::Close(why) => {
                 log::error!(target: LOG, "({}) closing the connection: {why}", self.peer(id));
@@ -343,7 +362,7 @@ impl ZeoService {
             R::Vote { txn } => self.vote(id, sidx, msgid.clone(), &txn, out),
             R::TpcFinish { txn } => self.tpc_finish(id, sidx, msgid.clone(), &txn, out),
             R::TpcAbort { txn } => self.tpc_abort(id, &txn, out),
-            R::SendBlob { oid, serial } => self.send_blob(id, sidx, oid, serial, out),
+            R::SendBlob { oid, serial } => self.send_blob(id, sidx, oid, serial, msgid, out),
             other => self.read_call(id, sidx, msgid, other, out),
         }
     }
@@ -392,6 +411,7 @@ impl Service for ZeoService {
                 iters: HashMap::new(),
                 next_iid: 0,
                 upload: None,
+                blob_streams: Default::default(),
             },
         );
         out.send(conn, self.opts.greeting.greeting());
@@ -472,6 +492,10 @@ impl Service for ZeoService {
                 result,
             } => self.pack_done(storage, conn, msgid, result, out),
         }
+    }
+
+    fn on_drained(&mut self, conn: ConnId, out: &mut Outbox<Completion>) {
+        self.pump_blobs(conn, out);
     }
 
     fn on_signal(&mut self, sig: Signal, out: &mut Outbox<Completion>) {

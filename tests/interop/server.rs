@@ -146,7 +146,8 @@ db1.close(); db2.close()
 #[test]
 fn blobs_server_side_and_shared() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ZeoServer::start(dir.path(), "", FS);
+    // A 1 MiB output limit: the 30 MB download only works with flow control.
+    let server = ZeoServer::start_env(dir.path(), "", FS, &[("ZEO_MAX_OUTPUT_BUFFER", "1048576")]);
     let blobs = dir.path().join("blobs");
     let out = run_python(
         r#"
@@ -296,4 +297,107 @@ fn reconnect_quick_verification_after_restart() {
 #[test]
 fn reconnect_full_verification_past_queue() {
     assert_eq!(reconnect(1), "dropped");
+}
+
+/// Unix-domain socket and IPv6 listeners, used by the Python client.
+#[test]
+fn unix_socket_and_ipv6_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("zeo.sock");
+    let conf = dir.path().join("unix.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "<zeo>\n  address {}\n</zeo>\n<mappingstorage 1>\n</mappingstorage>\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(crate::common::zeo_bin())
+        .args(["serve", "-C"])
+        .arg(&conf)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no unix listener");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let code = "import sys, ZEO, transaction\ndb = ZEO.DB(sys.argv[1])\nc = db.open(); c.root()['k'] = 5; transaction.commit(); db.close()\ndb = ZEO.DB(sys.argv[1]); print(db.open().root()['k']); db.close()";
+    let out = run_python(code, &[sock.to_str().unwrap()]);
+    assert_eq!(out.trim(), "5");
+    crate::server_support::signal(&child, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(!sock.exists(), "socket file removed at exit");
+    // IPv6 loopback, when the machine has it.
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; IPv6 part skipped");
+        return;
+    }
+    let port = crate::server_support::free_port();
+    let mut child = std::process::Command::new(crate::common::zeo_bin())
+        .args(["serve", "-a", &format!("[::1]:{port}"), "-f"])
+        .arg(dir.path().join("v6.fs"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("::1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no IPv6 listener");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let code = "import sys, ZEO, transaction\ndb = ZEO.DB(('::1', int(sys.argv[1])))\nc = db.open(); c.root()['k'] = 6; transaction.commit(); print(c.root()['k']); db.close()";
+    let out = run_python(code, &[&port.to_string()]);
+    assert_eq!(out.trim(), "6");
+    crate::server_support::signal(&child, libc::SIGTERM);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// TLS with a client certificate: the Python client commits and reads; a client
+/// without a certificate never gets a connection.
+#[test]
+fn tls_with_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = |n: &str| {
+        crate::common::fixture(&format!("tls/{n}"))
+            .display()
+            .to_string()
+    };
+    let ssl = format!(
+        "  <ssl>\n    certificate {}\n    key {}\n    authenticate {}\n  </ssl>",
+        fx("srv.pem"),
+        fx("srv_key.pem"),
+        fx("ca.pem")
+    );
+    let server = ZeoServer::start(dir.path(), &ssl, FS);
+    let out = run_python(
+        r#"
+import sys, ssl, ZEO, transaction
+from ZEO.ClientStorage import ClientStorage
+port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(cert, key)
+db = ZEO.DB(('127.0.0.1', port), ssl=ctx, ssl_server_hostname='localhost')
+c = db.open(); c.root()['t'] = 'tls'; transaction.commit(); db.close()
+db = ZEO.DB(('127.0.0.1', port), ssl=ctx, ssl_server_hostname='localhost')
+print(db.open().root()['t'])
+db.close()
+bare = ssl.create_default_context(cafile=ca)
+try:
+    ClientStorage(('127.0.0.1', port), ssl=bare, ssl_server_hostname='localhost', wait_timeout=3)
+    print('connected without a certificate?!')
+except Exception as e:
+    print('refused')
+"#,
+        &[
+            &server.port.to_string(),
+            &fx("ca.pem"),
+            &fx("cli.pem"),
+            &fx("cli_key.pem"),
+        ],
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["tls", "refused"]
+    );
 }
