@@ -251,68 +251,7 @@ fn conflict(oid: Oid, committed: Tid, old: Tid, data: Option<&[u8]>) -> StorageE
     })
 }
 
-/// Decode an undo id (base64 of the 8-byte tid, no newline) to a tid.
-pub fn undo_id_to_tid(id: &[u8]) -> Option<Tid> {
-    let bytes = base64_decode(id)?;
-    Tid::from_slice(&bytes)
-}
-
-/// The undo id of a tid: base64 of its 8 bytes, without a trailing newline.
-pub fn tid_to_undo_id(tid: Tid) -> Vec<u8> {
-    base64_encode(&tid.to_bytes()).into_bytes()
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    let text: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    if !text.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::new();
-    for chunk in text.chunks(4) {
-        let mut n = 0u32;
-        let mut pad = 0;
-        for &c in chunk {
-            let v = match c {
-                b'=' => {
-                    pad += 1;
-                    0
-                }
-                _ if pad > 0 => return None,
-                _ => B64.iter().position(|&x| x == c)? as u32,
-            };
-            n = (n << 6) | v;
-        }
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad.min(2)]);
-    }
-    Some(out)
-}
+pub use super::undo_id::{tid_to_undo_id, undo_id_to_tid};
 
 impl Storage for MappingStorage {
     fn name(&self) -> String {

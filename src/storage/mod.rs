@@ -19,6 +19,7 @@ pub mod filestorage;
 pub mod mapping;
 pub mod refs;
 pub mod tid;
+pub mod undo_id;
 
 use std::path::PathBuf;
 

@@ -14,64 +14,8 @@ use super::read::Reader;
 use super::FileStorage;
 use crate::storage::blob::is_blob_record;
 use crate::storage::tid::{Oid, Tid};
+use crate::storage::undo_id::{tid_to_undo_id, undo_id_to_tid};
 use crate::storage::{SResult, StorageError, TxnHandle, UndoEntry};
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding (Python's `base64.encodebytes` minus the newline).
-pub fn b64encode(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
-    for ch in data.chunks(3) {
-        let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
-        let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
-        out.push(B64[(n >> 18) as usize & 63]);
-        out.push(B64[(n >> 12) as usize & 63]);
-        out.push(if ch.len() > 1 {
-            B64[(n >> 6) as usize & 63]
-        } else {
-            b'='
-        });
-        out.push(if ch.len() > 2 {
-            B64[n as usize & 63]
-        } else {
-            b'='
-        });
-    }
-    out
-}
-
-/// Decode standard base64 (whitespace ignored); None on invalid input.
-pub fn b64decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut bits: u32 = 0;
-    let mut nbits = 0;
-    let mut out = Vec::new();
-    let mut pad = 0;
-    for &c in s {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => {
-                pad += 1;
-                continue;
-            }
-            b'\n' | b'\r' | b' ' => continue,
-            _ => return None,
-        };
-        if pad > 0 {
-            return None;
-        }
-        bits = (bits << 6) | v as u32;
-        nbits += 6;
-        if nbits >= 8 {
-            nbits -= 8;
-            out.push((bits >> nbits) as u8);
-        }
-    }
-    Some(out)
-}
 
 fn undo_err(msg: impl Into<String>) -> StorageError {
     StorageError::Undo {
@@ -120,7 +64,7 @@ impl FileStorage {
             if i >= first {
                 let (_, meta) = r.txn_meta(tpos)?;
                 out.push(UndoEntry {
-                    id: b64encode(&h.tid.to_bytes()),
+                    id: tid_to_undo_id(h.tid),
                     tid: h.tid,
                     time: h.tid.time_time(),
                     user_name: meta.user,
@@ -135,14 +79,12 @@ impl FileStorage {
     }
 
     pub(crate) fn undo_impl(&self, txn: &TxnHandle, undo_id: &[u8]) -> SResult<Vec<Oid>> {
-        let tid = b64decode(undo_id)
-            .and_then(|b| Tid::from_slice(&b))
-            .ok_or_else(|| {
-                undo_err(format!(
-                    "Invalid undo transaction id {:?}",
-                    String::from_utf8_lossy(undo_id)
-                ))
-            })?;
+        let tid = undo_id_to_tid(undo_id).ok_or_else(|| {
+            undo_err(format!(
+                "Invalid undo transaction id {:?}",
+                String::from_utf8_lossy(undo_id)
+            ))
+        })?;
         self.with_txn(txn, |c| {
             if c.voted || c.written {
                 return Err(StorageError::Transaction(
@@ -299,23 +241,5 @@ impl FileStorage {
             return Err(undo_err("_loadBack() failed"));
         }
         Err(undo_err("Some data were modified by a later transaction"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_round_trip() {
-        let tid = Tid(0x03f8f8b11aaaaaaa).to_bytes();
-        let e = b64encode(&tid);
-        assert_eq!(e.len(), 12);
-        assert_eq!(b64decode(&e).unwrap(), tid.to_vec());
-        assert_eq!(
-            b64encode(b"\x03\xf8\xf8\xb1\x1a\xaa\xaa\xaa"),
-            b"A/j4sRqqqqo=".to_vec()
-        );
-        assert!(b64decode(b"A/j4*").is_none());
     }
 }

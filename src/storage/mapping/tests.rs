@@ -237,21 +237,6 @@ fn delete_and_check_current_serial() {
 }
 
 #[test]
-fn base64_matches_python() {
-    // base64.encodebytes(bytes.fromhex('03f8f8b11aaaaaaa')).rstrip(b'\n')
-    assert_eq!(
-        tid_to_undo_id(Tid(0x03f8f8b11aaaaaaa)),
-        b"A/j4sRqqqqo=".to_vec()
-    );
-    assert_eq!(
-        undo_id_to_tid(b"A/j4sRqqqqo="),
-        Some(Tid(0x03f8f8b11aaaaaaa))
-    );
-    assert_eq!(undo_id_to_tid(b"not base64!"), None);
-    assert_eq!(undo_id_to_tid(b"AAAA"), None, "3 bytes is not a tid");
-}
-
-#[test]
 fn restore_uses_backpointers_for_identical_data() {
     let s = storage();
     let t = s
