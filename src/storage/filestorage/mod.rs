@@ -21,7 +21,7 @@ pub mod io;
 pub mod open;
 pub mod pack;
 mod pack_copy;
-mod pack_gc;
+pub(crate) mod pack_gc;
 pub mod read;
 pub mod undo;
 

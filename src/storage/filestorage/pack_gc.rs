@@ -237,6 +237,19 @@ fn reach_at_packtime(
     reachable: &mut HashMap<Oid, u64>,
     roots: Vec<Oid>,
 ) -> SResult<()> {
+    mark_reachable(cur, reachable, roots, |pos| findrefs(r, pos))
+}
+
+/// Depth-first marking shared by both engines' packs: every oid reachable from `roots`
+/// through `refs_at(position)` gets its position in `cur` (the revisions current at
+/// the pack time). A reference to an oid missing from `cur` fails the pack as
+/// Python's KeyError does (an empty `cur` without the root is a pack before creation).
+pub(crate) fn mark_reachable(
+    cur: &HashMap<Oid, u64>,
+    reachable: &mut HashMap<Oid, u64>,
+    roots: Vec<Oid>,
+    mut refs_at: impl FnMut(u64) -> SResult<Vec<Oid>>,
+) -> SResult<()> {
     let mut todo = roots;
     while let Some(oid) = todo.pop() {
         if reachable.contains_key(&oid) {
@@ -252,7 +265,7 @@ fn reach_at_packtime(
             )));
         };
         reachable.insert(oid, pos);
-        for o in findrefs(r, pos)? {
+        for o in refs_at(pos)? {
             if !reachable.contains_key(&o) {
                 todo.push(o);
             }

@@ -62,28 +62,9 @@ fn mark(
     reachable: &mut HashMap<Oid, u64>,
     roots: Vec<Oid>,
 ) -> SResult<()> {
-    let mut todo = roots;
-    while let Some(oid) = todo.pop() {
-        if reachable.contains_key(&oid) {
-            continue;
-        }
-        let Some(&pos) = cur.get(&oid) else {
-            if oid == Oid(0) && cur.is_empty() {
-                continue;
-            }
-            return Err(StorageError::Pack(format!(
-                "KeyError: object {oid} is referenced but does not exist at the pack time \
-                 (deleted or created later)"
-            )));
-        };
-        reachable.insert(oid, pos);
-        for o in findrefs(inner, pos)? {
-            if !reachable.contains_key(&o) {
-                todo.push(o);
-            }
-        }
-    }
-    Ok(())
+    crate::storage::filestorage::pack_gc::mark_reachable(cur, reachable, roots, |pos| {
+        findrefs(inner, pos)
+    })
 }
 
 /// Pack `inner` to `stop`.
