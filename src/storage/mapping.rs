@@ -427,17 +427,7 @@ impl Storage for MappingStorage {
 
     fn tpc_begin(&self, meta: &TxnMeta, tid: Option<Tid>, status: TxnStatus) -> SResult<TxnHandle> {
         self.check_writable()?;
-        for (what, len) in [
-            ("user name", meta.user.len()),
-            ("description", meta.description.len()),
-            ("extension data", meta.extension.len()),
-        ] {
-            if len > 65535 {
-                return Err(StorageError::Invalid(format!(
-                    "transaction {what} too long ({len} bytes; at most 65535)"
-                )));
-            }
-        }
+        meta.check_lengths()?;
         let mut inner = self.lock();
         if inner.pending.is_some() {
             return Err(StorageError::Transaction(

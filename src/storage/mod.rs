@@ -41,6 +41,25 @@ pub struct TxnMeta {
     pub extension: Vec<u8>,
 }
 
+impl TxnMeta {
+    /// Refuse metadata a Data.fs cannot hold: user, description and extension each
+    /// have a 2-byte length field (FileStorage raises the same in tpc_begin).
+    pub fn check_lengths(&self) -> SResult<()> {
+        for (what, len) in [
+            ("user name", self.user.len()),
+            ("description", self.description.len()),
+            ("extension data", self.extension.len()),
+        ] {
+            if len > 0xffff {
+                return Err(StorageError::Invalid(format!(
+                    "transaction {what} too long ({len} bytes, at most 65535)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Status byte of a committed transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxnStatus {
@@ -252,4 +271,28 @@ pub trait Storage: Send + Sync {
 
     /// Flush state (e.g. write Data.fs.index) and release locks.
     fn close(&self) -> SResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_lengths_fit_the_two_byte_fields() {
+        let ok = TxnMeta {
+            user: vec![b'u'; 65535],
+            description: vec![b'd'; 65535],
+            extension: vec![],
+        };
+        ok.check_lengths().unwrap();
+        let long = TxnMeta {
+            description: vec![b'd'; 65536],
+            ..TxnMeta::default()
+        };
+        let e = long.check_lengths().unwrap_err().to_string();
+        assert!(e.contains("description too long (65536 bytes"), "{e}");
+        // Both engines refuse it at tpc_begin.
+        let m = mapping::MappingStorage::new();
+        assert!(m.tpc_begin(&long, None, TxnStatus::Normal).is_err());
+    }
 }

@@ -156,17 +156,7 @@ impl FileStorage {
         status: TxnStatus,
     ) -> SResult<TxnHandle> {
         self.check_writable()?;
-        for (what, len) in [
-            ("user name", meta.user.len()),
-            ("description", meta.description.len()),
-            ("extension data", meta.extension.len()),
-        ] {
-            if len > 0xffff {
-                return Err(StorageError::Invalid(format!(
-                    "{what} too long ({len} bytes, at most 65535)"
-                )));
-            }
-        }
+        meta.check_lengths()?;
         let mut g = self.commit.lock().unwrap_or_else(|e| e.into_inner());
         while g.is_some() {
             g = self.commit_done.wait(g).unwrap_or_else(|e| e.into_inner());
