@@ -10,6 +10,7 @@
 //! `pause_input_at` no more input is read, which throttles a client that sends requests
 //! without reading replies.
 
+use crate::protocol::{FrameDecoder, ProtocolError};
 use mio::net::{TcpStream, UnixStream};
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
@@ -108,6 +109,8 @@ pub enum CloseReason {
     Tls(String),
     /// A length prefix above the maximum message size.
     TooLarge(u64),
+    /// Bytes that are not a sized message (e.g. a zero-length message).
+    Framing(String),
     /// The client does not read its replies fast enough.
     OutputOverflow(usize),
     /// The server decided to close (protocol violation, timeout, shutdown).
@@ -126,6 +129,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::OutputOverflow(n) => {
                 write!(f, "client is not reading its replies ({n} bytes unsent)")
             }
+            CloseReason::Framing(e) => write!(f, "framing error: {e}"),
             CloseReason::Server(why) => f.write_str(why),
         }
     }
@@ -138,9 +142,8 @@ pub struct Connection {
     pub peer: String,
     socket: Socket,
     tls: Option<Box<rustls::ServerConnection>>,
-    inbuf: Vec<u8>,
-    /// Start of unconsumed data in `inbuf`.
-    inpos: usize,
+    /// Inbound bytes cut into sized messages.
+    input: FrameDecoder,
     out: Vec<u8>,
     outpos: usize,
     limits: Limits,
@@ -170,8 +173,7 @@ impl Connection {
             peer,
             socket,
             tls,
-            inbuf: Vec::new(),
-            inpos: 0,
+            input: FrameDecoder::new(u32::try_from(limits.max_message).unwrap_or(u32::MAX)),
             out: Vec::new(),
             outpos: 0,
             limits,
@@ -208,33 +210,23 @@ impl Connection {
         }
     }
 
-    /// Next complete inbound message, if any. Sets `closing` on an oversized prefix.
+    /// Next complete inbound message, if any. Sets `closing` when the stream is not
+    /// a sequence of sized messages (oversized prefix, zero-length message).
     pub fn next_frame(&mut self) -> Option<Vec<u8>> {
         if self.closing.is_some() {
             return None;
         }
-        let avail = &self.inbuf[self.inpos..];
-        if avail.len() < 4 {
-            return None;
+        match self.input.next_frame() {
+            Ok(frame) => frame,
+            Err(ProtocolError::FrameTooLarge { size, .. }) => {
+                self.closing = Some(CloseReason::TooLarge(size));
+                None
+            }
+            Err(e) => {
+                self.closing = Some(CloseReason::Framing(e.to_string()));
+                None
+            }
         }
-        let len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize;
-        if len > self.limits.max_message {
-            self.closing = Some(CloseReason::TooLarge(len as u64));
-            return None;
-        }
-        if avail.len() < 4 + len {
-            return None;
-        }
-        let frame = avail[4..4 + len].to_vec();
-        self.inpos += 4 + len;
-        if self.inpos == self.inbuf.len() {
-            self.inbuf.clear();
-            self.inpos = 0;
-        } else if self.inpos > READ_CHUNK {
-            self.inbuf.drain(..self.inpos);
-            self.inpos = 0;
-        }
-        Some(frame)
     }
 
     /// Whether input is paused because too much output is pending.
@@ -252,7 +244,7 @@ impl Connection {
             match self.socket.read(&mut buf) {
                 Ok(0) => return Err(CloseReason::PeerClosed),
                 Ok(n) => match &mut self.tls {
-                    None => self.inbuf.extend_from_slice(&buf[..n]),
+                    None => self.input.feed(&buf[..n]),
                     Some(tls) => {
                         let mut slice = &buf[..n];
                         while !slice.is_empty() {
@@ -268,7 +260,7 @@ impl Connection {
                         loop {
                             match reader.read(&mut buf) {
                                 Ok(0) => return Err(CloseReason::PeerClosed),
-                                Ok(m) => self.inbuf.extend_from_slice(&buf[..m]),
+                                Ok(m) => self.input.feed(&buf[..m]),
                                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                                 Err(e) => return Err(CloseReason::Tls(e.to_string())),
                             }
