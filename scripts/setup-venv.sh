@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-${ZEO_TEST_VENV:-$here/.venv}}
 stamp="$venv/.zeo-requirements"
-want="ZODB==6.4 ZEO==6.2 BTrees==6.5 persistent==6.9 zodbpickle==4.5 transaction==5.1 pytest==8.3.4 msgpack==1.2.4 ZopeUndo==6.1 kazoo==2.11.0"
+want="ZODB==6.4 ZEO==6.2 BTrees==6.5 persistent==6.9 zodbpickle==4.5 transaction==5.1 pytest==8.3.4 msgpack==1.2.4 ZopeUndo==6.1 kazoo==2.11.0 zope.testing==6.2"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

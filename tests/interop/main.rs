@@ -8,6 +8,7 @@ mod cache_tools;
 mod client;
 mod common;
 mod config;
+mod conformance;
 mod filestorage;
 mod pack;
 mod protocol;

@@ -1,0 +1,44 @@
+//! ZEO 6.2's own conformance tests (ZEO.tests.testZEO / testConnection classes and
+//! ZODB's blob suites) against the real `zeo serve` binary, through
+//! tests/conformance/run_conformance.py, which substitutes `zeo serve` for ZEO's
+//! test-server launcher. Fails on any failure not listed, with its reason, in
+//! docs/compatibility.md ("Server conformance" / "Expected failures"), and on a
+//! listed failure that now passes.
+
+use crate::common::{python, zeo_bin};
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn upstream_conformance_against_zeo_serve() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("outcomes.json");
+    let out = Command::new(python())
+        .arg(repo.join("tests/conformance/run_conformance.py"))
+        .args(["--server", "zeo", "--ci", "--check", "--jobs", "2"])
+        .args(["--test-timeout", "30", "--group-timeout", "200"])
+        .arg("--zeo-bin")
+        .arg(zeo_bin())
+        .arg("--json")
+        .arg(&json)
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "conformance run failed ({}):\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The run really ran tests: the table's total line and a non-trivial pass count.
+    let last = stdout.lines().rev().find(|l| l.starts_with("conformance:"));
+    let passed: usize = last
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(passed >= 80, "too few conformance tests passed: {last:?}");
+}
