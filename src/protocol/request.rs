@@ -252,6 +252,15 @@ impl<'a> Args<'a> {
     fn tid(&self, i: usize, name: &str) -> Result<Tid, ProtocolError> {
         self.p64(i, name).map(Tid)
     }
+    /// The serial a store names: 8 bytes, or `None`, which Python clients send for a
+    /// new object's first revision (ZODB treats it like z64: new objects' serials are
+    /// not checked).
+    fn serial(&self, i: usize, name: &str) -> Result<Tid, ProtocolError> {
+        match self.get(i) {
+            Some(Value::None) => Ok(Tid::ZERO),
+            _ => self.tid(i, name),
+        }
+    }
     fn opt_tid(&self, i: usize, name: &str) -> Result<Option<Tid>, ProtocolError> {
         match self.get(i) {
             None | Some(Value::None) => Ok(None),
@@ -467,7 +476,7 @@ impl Request {
                 a.arity(4, 4)?;
                 let (oid, serial, data, txn) = (
                     a.oid(0, "oid")?,
-                    a.tid(1, "serial")?,
+                    a.serial(1, "serial")?,
                     a.bytes(2, "data")?,
                     a.value(3),
                 );
@@ -527,7 +536,7 @@ impl Request {
                 a.arity(5, 5)?;
                 R::StoreBlobShared {
                     oid: a.oid(0, "oid")?,
-                    serial: a.tid(1, "serial")?,
+                    serial: a.serial(1, "serial")?,
                     data: a.bytes(2, "data")?,
                     filename: a.string(3, "filename")?,
                     txn: a.value(4),
@@ -763,5 +772,27 @@ impl Request {
             method: self.method().to_string(),
             args: self.to_args(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_with_serial_none_is_a_first_revision() {
+        let args = Value::Tuple(vec![
+            Value::bytes(vec![0; 8]),
+            Value::None,
+            Value::bytes(b"data".to_vec()),
+            Value::Int(7),
+        ]);
+        match Request::parse("storea", &args).unwrap() {
+            Request::StoreA { serial, .. } => assert_eq!(serial, Tid::ZERO),
+            other => panic!("{other:?}"),
+        }
+        // Other tid arguments still need 8 bytes.
+        let args = Value::Tuple(vec![Value::bytes(vec![0; 8]), Value::None]);
+        assert!(Request::parse("loadSerial", &args).is_err());
     }
 }

@@ -232,12 +232,9 @@ impl ZeoService {
         if let Err(e) = &result {
             log::error!(target: super::zeo::LOG, "pack of storage {:?} failed: {e}", self.storages[sidx].name);
         }
-        if let Some(m) = msgid {
-            let r = result
-                .map(|_| Value::None)
-                .map_err(|e| WireError::from_storage(&e));
-            self.send_reply(out, conn, m, r);
-        }
+        // The new size goes to every registered client (the packer included) before
+        // the pack reply, as runzeo does: a client reading len(storage) right after
+        // pack() returns must see the packed length.
         if ok {
             let s = &self.storages[sidx];
             let info = ServerCall::Info {
@@ -248,6 +245,12 @@ impl ZeoService {
             for c in ids {
                 self.send_call(out, c, &info);
             }
+        }
+        if let Some(m) = msgid {
+            let r = result
+                .map(|_| Value::None)
+                .map_err(|e| WireError::from_storage(&e));
+            self.send_reply(out, conn, m, r);
         }
     }
 
