@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod logging;
 pub mod protocol;
+pub mod pyjson;
 pub mod server;
 pub mod storage;
 pub mod zookeeper;

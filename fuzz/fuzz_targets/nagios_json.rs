@@ -2,7 +2,7 @@
 //! whatever it accepts survives a dump and re-parse.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use zeo::cli::up::pyjson;
+use zeo::pyjson;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

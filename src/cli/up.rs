@@ -8,7 +8,6 @@
 
 pub mod health;
 pub mod nagios;
-pub mod pyjson;
 
 use crate::client::ServerAddress;
 use crate::Error;

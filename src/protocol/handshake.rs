@@ -6,6 +6,7 @@
 //! accepted; `ruok` is recognised only as the complete first client message.
 
 use super::value::Value;
+use crate::pyjson::Json;
 
 /// The only protocol version ZEO 5/6 speak.
 pub const PROTOCOL_VERSION: &[u8] = b"5";
@@ -100,76 +101,34 @@ pub fn answer_greeting(greeting: &[u8]) -> Result<(Encoding, Vec<u8>), String> {
     Ok((enc, enc.greeting()))
 }
 
-fn json_str(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            _ => {
-                let mut buf = [0u16; 2];
-                for u in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{u:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-}
-
 /// Python `json.dumps` (default separators, `ensure_ascii`) of a value made of
 /// dicts with str keys, strs, ints, floats, bools and None; other types (bytes,
 /// sets, ...) are rendered as their repr string.
 pub fn to_json(v: &Value) -> String {
-    let mut out = String::new();
-    json_into(v, &mut out);
-    out
+    crate::pyjson::dumps(&as_json(v))
 }
 
-fn json_into(v: &Value, out: &mut String) {
+/// The JSON form of a decoded value, as `to_json` renders it.
+fn as_json(v: &Value) -> Json {
     match v {
-        Value::None => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Int(i) => out.push_str(&i.to_string()),
-        Value::Float(f) if f.is_nan() => out.push_str("NaN"),
-        Value::Float(f) if f.is_infinite() => {
-            out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" })
-        }
-        Value::Float(f) => out.push_str(&format!("{f:?}")),
-        Value::Str(s) => json_str(s, out),
-        Value::Tuple(xs) | Value::List(xs) => {
-            out.push('[');
-            for (i, x) in xs.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                json_into(x, out);
-            }
-            out.push(']');
-        }
-        Value::Dict(d) => {
-            out.push('{');
-            for (i, (k, x)) in d.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                match k {
-                    Value::Str(s) => json_str(s, out),
-                    other => json_str(&other.to_string(), out),
-                }
-                out.push_str(": ");
-                json_into(x, out);
-            }
-            out.push('}');
-        }
-        other => json_str(&other.to_string(), out),
+        Value::None => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int(i) => Json::Int(*i),
+        Value::Float(f) => Json::Float(*f),
+        Value::Str(s) => Json::Str(s.clone()),
+        Value::Tuple(xs) | Value::List(xs) => Json::Arr(xs.iter().map(as_json).collect()),
+        Value::Dict(d) => Json::Obj(
+            d.iter()
+                .map(|(k, x)| {
+                    let key = match k {
+                        Value::Str(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (key, as_json(x))
+                })
+                .collect(),
+        ),
+        other => Json::Str(other.to_string()),
     }
 }
 

@@ -14,8 +14,8 @@
 //! probe properly gets a one-line CRITICAL (exit 2) instead of a Python traceback, and
 //! connects and reads time out after `--timeout` seconds instead of never.
 
-use super::pyjson::{self, float_repr, str_repr, Json};
 use crate::protocol::frame::FrameDecoder;
+use crate::pyjson::{self, float_repr, str_repr, Json};
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

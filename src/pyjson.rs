@@ -1,5 +1,5 @@
-//! JSON as Python's `json` module reads and writes it, for `zeo up --nagios`: the `ruok`
-//! document from the server and the rate status file shared with zeo-nagios.
+//! JSON as Python's `json` module reads and writes it: the `ruok` document (written by the
+//! server, read by `zeo up --nagios`) and the rate status file shared with zeo-nagios.
 //!
 //! [`parse`] is a pure function over untrusted text (server reply, status file): it
 //! never panics, nests at most [`MAX_DEPTH`] levels and keeps object keys in document
