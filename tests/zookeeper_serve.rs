@@ -185,38 +185,12 @@ fn start_fails_clearly_without_path_or_zookeeper() {
 /// Store a root object (oid 0) so `zeo up`'s root load succeeds.
 fn create_root(port: u16) {
     use zeo::client::{Client, Options, ServerAddress};
-    use zeo::protocol::Value;
     use zeo::storage::{Oid, Tid};
     let addr = ServerAddress::Tcp(format!("127.0.0.1:{port}"));
     let mut c = Client::connect(&addr, &Options::default()).unwrap();
     c.register("1", false).unwrap();
-    let txn = Value::Int(1);
-    let empty = || Value::bytes(Vec::new());
-    c.call_oneway(
-        "tpc_begin",
-        vec![
-            txn.clone(),
-            empty(),
-            empty(),
-            Value::Dict(vec![]),
-            Value::None,
-            Value::str(" "),
-        ],
-    )
-    .unwrap();
-    let root = b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01.".to_vec();
-    c.call_oneway(
-        "storea",
-        vec![
-            Value::bytes(Oid(0).to_bytes()),
-            Value::bytes(Tid::ZERO.to_bytes()),
-            Value::bytes(root),
-            txn.clone(),
-        ],
-    )
-    .unwrap();
-    c.call("vote", vec![txn.clone()]).unwrap();
-    c.call("tpc_finish", vec![txn]).unwrap();
+    let root = b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01.";
+    c.commit(b"", &[(Oid(0), Tid::ZERO, root)]).unwrap();
 }
 
 #[test]

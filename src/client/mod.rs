@@ -400,6 +400,52 @@ impl Client {
     pub fn pack(&mut self, t: f64) -> Result<(), ClientError> {
         self.call("pack", vec![Value::Float(t)]).map(|_| ())
     }
+
+    /// Commit one transaction of `(oid, serial read, data)` stores the way
+    /// ClientStorage does (tpc_begin, storea..., vote, tpc_finish); returns the tid.
+    /// A vote that returns conflicts is aborted and reported as a `Remote` error.
+    pub fn commit(
+        &mut self,
+        description: &[u8],
+        stores: &[(Oid, Tid, &[u8])],
+    ) -> Result<Tid, ClientError> {
+        let txn = Value::Int(i128::from(self.next_id));
+        self.call_oneway(
+            "tpc_begin",
+            vec![
+                txn.clone(),
+                Value::bytes(Vec::new()),
+                Value::bytes(description.to_vec()),
+                Value::Dict(vec![]),
+                Value::None,
+                Value::str(" "),
+            ],
+        )?;
+        for (oid, serial, data) in stores {
+            self.call_oneway(
+                "storea",
+                vec![
+                    Value::bytes(oid.to_bytes()),
+                    Value::bytes(serial.to_bytes()),
+                    Value::bytes(data.to_vec()),
+                    txn.clone(),
+                ],
+            )?;
+        }
+        let voted = self.call("vote", vec![txn.clone()])?;
+        if voted
+            .as_seq()
+            .is_some_and(|v| v.iter().any(|x| x.as_dict().is_some()))
+        {
+            self.call("tpc_abort", vec![txn])?;
+            return Err(ClientError::Remote {
+                class_name: "ZODB.POSException.ConflictError".into(),
+                state: voted,
+            });
+        }
+        let tid = self.call("tpc_finish", vec![txn])?;
+        tid_of(&tid)
+    }
 }
 
 fn tid_of(v: &Value) -> Result<Tid, ClientError> {

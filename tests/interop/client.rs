@@ -163,32 +163,7 @@ fn unreachable_server_is_an_io_error() {
 
 /// Commit `data` for oid 0 on top of `serial`; returns the new tid.
 fn commit_root(c: &mut Client, serial: Tid, data: &[u8]) -> Tid {
-    let txn = Value::Int(7);
-    c.call_oneway(
-        "tpc_begin",
-        vec![
-            txn.clone(),
-            Value::bytes(b"".to_vec()),
-            Value::bytes(b"".to_vec()),
-            Value::Dict(vec![]),
-            Value::None,
-            Value::str(" "),
-        ],
-    )
-    .unwrap();
-    c.call_oneway(
-        "storea",
-        vec![
-            Value::bytes(Oid(0).to_bytes()),
-            Value::bytes(serial.to_bytes()),
-            Value::bytes(data.to_vec()),
-            txn.clone(),
-        ],
-    )
-    .unwrap();
-    c.call("vote", vec![txn.clone()]).unwrap();
-    let tid = c.call("tpc_finish", vec![txn]).unwrap();
-    Tid::from_slice(tid.as_bytes().unwrap()).unwrap()
+    c.commit(b"", &[(Oid(0), serial, data)]).unwrap()
 }
 
 fn zeo_pack(argv0: Option<&str>, args: &[&str]) -> std::process::Output {

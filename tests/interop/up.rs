@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use zeo::client::{Client, Options, ServerAddress};
-use zeo::protocol::value::Value;
 use zeo::storage::{Oid, Tid};
 
 /// A runzeo process serving FileStorages named `names`, killed on drop.
@@ -77,33 +76,8 @@ fn start(names: &[&str], read_only: bool) -> Server {
 
 /// Commit a PersistentMapping as the root object (oid 0) of a fresh storage.
 fn commit_root(c: &mut Client) -> Tid {
-    let txn = Value::Int(7);
-    c.call_oneway(
-        "tpc_begin",
-        vec![
-            txn.clone(),
-            Value::bytes(b"".to_vec()),
-            Value::bytes(b"".to_vec()),
-            Value::Dict(vec![]),
-            Value::None,
-            Value::str(" "),
-        ],
-    )
-    .unwrap();
-    let data = b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01.".to_vec();
-    c.call_oneway(
-        "storea",
-        vec![
-            Value::bytes(Oid(0).to_bytes()),
-            Value::bytes(Tid::ZERO.to_bytes()),
-            Value::bytes(data),
-            txn.clone(),
-        ],
-    )
-    .unwrap();
-    c.call("vote", vec![txn.clone()]).unwrap();
-    let tid = c.call("tpc_finish", vec![txn]).unwrap();
-    Tid::from_slice(tid.as_bytes().unwrap()).unwrap()
+    let data = b"\x80\x03cpersistent.mapping\nPersistentMapping\nq\x00.\x80\x03}q\x01.";
+    c.commit(b"", &[(Oid(0), Tid::ZERO, data)]).unwrap()
 }
 
 fn python_nagios(args: &[&str]) -> Output {
