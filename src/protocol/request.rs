@@ -75,9 +75,10 @@ pub enum Request {
         oid: Oid,
     },
     /// `size` is `None` when the client passed `None` (Python raises TypeError);
-    /// it defaults to 1 when absent.
+    /// it defaults to 1 when absent. `oid` is `None` when the client passed `None`
+    /// (FileStorage looks it up first and answers POSKeyError).
     History {
-        oid: Oid,
+        oid: Option<Oid>,
         size: Option<i64>,
     },
     /// `n` as sent (default 100); the server clamps it to 1..=100.
@@ -255,9 +256,22 @@ impl<'a> Args<'a> {
     /// The serial a store names: 8 bytes, or `None`, which Python clients send for a
     /// new object's first revision (ZODB treats it like z64: new objects' serials are
     /// not checked).
+    ///
+    /// A str of 8 characters below U+0100 is taken as those 8 bytes: Python 2
+    /// leftovers such as ZODB's tests send `'\0' * 8`, which runzeo's FileStorage
+    /// accepts for a new object.
     fn serial(&self, i: usize, name: &str) -> Result<Tid, ProtocolError> {
         match self.get(i) {
             Some(Value::None) => Ok(Tid::ZERO),
+            Some(Value::Str(s))
+                if s.chars().count() == 8 && s.chars().all(|c| (c as u32) < 256) =>
+            {
+                let mut a = [0u8; 8];
+                for (slot, c) in a.iter_mut().zip(s.chars()) {
+                    *slot = c as u32 as u8;
+                }
+                Ok(Tid(u64::from_be_bytes(a)))
+            }
             _ => self.tid(i, name),
         }
     }
@@ -401,10 +415,11 @@ impl Request {
                     Some(Value::None) => None,
                     Some(_) => Some(a.int(1, "size")?),
                 };
-                R::History {
-                    oid: a.oid(0, "oid")?,
-                    size,
-                }
+                let oid = match a.get(0) {
+                    Some(Value::None) => None,
+                    _ => Some(a.oid(0, "oid")?),
+                };
+                R::History { oid, size }
             }
             "new_oids" => {
                 a.arity(0, 1)?;
@@ -671,7 +686,10 @@ impl Request {
             }
             R::GetTid { oid } => vec![oidv(*oid)],
             R::History { oid, size } => {
-                vec![oidv(*oid), Value::opt(size.map(|s| Value::Int(s as i128)))]
+                vec![
+                    Value::opt(oid.map(oidv)),
+                    Value::opt(size.map(|s| Value::Int(s as i128))),
+                ]
             }
             R::NewOids { n } => vec![Value::Int(*n as i128)],
             R::GetInvalidations { tid } => vec![tidv(*tid)],
