@@ -237,6 +237,7 @@ impl Connection {
     /// Read what the socket has. Returns Err with the reason when the connection ends.
     pub fn read_ready(&mut self) -> Result<(), CloseReason> {
         let mut buf = [0u8; READ_CHUNK];
+        let mut plain = [0u8; READ_CHUNK];
         loop {
             if self.input_paused() {
                 return Ok(());
@@ -255,14 +256,17 @@ impl Connection {
                                 let _ = tls.write_tls(&mut self.socket);
                                 return Err(CloseReason::Tls(e.to_string()));
                             }
-                        }
-                        let mut reader = tls.reader();
-                        loop {
-                            match reader.read(&mut buf) {
-                                Ok(0) => return Err(CloseReason::PeerClosed),
-                                Ok(m) => self.input.feed(&buf[..m]),
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                                Err(e) => return Err(CloseReason::Tls(e.to_string())),
+                            // Drain the plaintext after every batch of records: rustls
+                            // refuses more once its plaintext buffer is full, and one
+                            // socket read can carry many records of a large message.
+                            let mut reader = tls.reader();
+                            loop {
+                                match reader.read(&mut plain) {
+                                    Ok(0) => return Err(CloseReason::PeerClosed),
+                                    Ok(m) => self.input.feed(&plain[..m]),
+                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                    Err(e) => return Err(CloseReason::Tls(e.to_string())),
+                                }
                             }
                         }
                     }
@@ -280,20 +284,31 @@ impl Connection {
     /// Write as much queued output as the socket takes.
     pub fn write_ready(&mut self) -> Result<(), CloseReason> {
         if let Some(tls) = &mut self.tls {
-            // Move plaintext into the TLS session, then flush its records.
-            if self.outpos < self.out.len() && !tls.is_handshaking() {
-                let n = tls
-                    .writer()
-                    .write(&self.out[self.outpos..])
-                    .map_err(|e| CloseReason::Tls(e.to_string()))?;
-                self.outpos += n;
-            }
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.socket) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(CloseReason::Io(e.to_string())),
+            // Move plaintext into the TLS session and flush its records, until the
+            // socket would block or nothing is left: the session takes only a bounded
+            // amount of plaintext at a time, and readiness is edge-triggered, so
+            // stopping while the socket is still writable would stall the stream.
+            'fill: loop {
+                if self.outpos < self.out.len() && !tls.is_handshaking() {
+                    let n = tls
+                        .writer()
+                        .write(&self.out[self.outpos..])
+                        .map_err(|e| CloseReason::Tls(e.to_string()))?;
+                    self.outpos += n;
+                }
+                if !tls.wants_write() {
+                    break;
+                }
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.socket) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 'fill,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(CloseReason::Io(e.to_string())),
+                    }
+                }
+                if self.outpos == self.out.len() || tls.is_handshaking() {
+                    break;
                 }
             }
         } else {
