@@ -2,9 +2,10 @@
 //! scripts/setup-venv-zeo5.sh creates) against the real `zeo serve` binary: commits and
 //! reads, two clients seeing each other's invalidations, client-side BTree conflict
 //! resolution, undo, pack, blobs uploaded to and downloaded from the server, iterator
-//! and history, in both the pickle (`Z5`) and msgpack (`M5`) encodings; reconnects
-//! after a server restart; and what ZEO 5 puts on the wire: protocol-3 pickles (the
-//! protocol-1 pickles of ZEO ≤ 5.1 on Python 2 are refused with a clear log line).
+//! and history, reconnection after a server restart, each in both the pickle (`Z5`)
+//! and msgpack (`M5`) encodings (every ZEO.DB a script opens is checked to have
+//! agreed on the expected one); and what ZEO 5 puts on the wire: protocol-3 pickles
+//! (the protocol-1 pickles of ZEO ≤ 5.1 on Python 2 are refused with a clear log line).
 
 use crate::common::{python_output_with, python_zeo5, run_python_with};
 use crate::server_support::ZeoServer;
@@ -16,14 +17,40 @@ fn zeo5(code: &str, args: &[&str]) -> String {
     run_python_with(&python_zeo5(), code, args)
 }
 
-/// Prepended to every client script: checks that this really is ZEO 5, and records
-/// the first bytes of every message the client encodes (`SENT`), so a test can say
-/// which pickle protocol ZEO 5 puts on the wire.
+/// Run a client script (after [`PRELUDE`]) with `args`; every ZEO.DB it opens must
+/// have agreed on the encoding `msgpack` selects.
+fn client(msgpack: bool, body: &str, args: &[&str]) -> String {
+    let mut all = args.to_vec();
+    all.push(if msgpack { "M5" } else { "Z5" });
+    zeo5(&format!("{PRELUDE}\n{body}"), &all)
+}
+
+/// The `<zeo>` lines that select the encoding.
+fn encoding(msgpack: bool) -> &'static str {
+    if msgpack {
+        "  msgpack true"
+    } else {
+        "  msgpack false"
+    }
+}
+
+/// Prepended to every client script: checks that this really is ZEO 5; takes the
+/// expected protocol (`Z5`/`M5`) off the end of sys.argv and checks every ZEO.DB
+/// against it; records the first bytes of every message the client encodes (`SENT`),
+/// so a test can say which pickle protocol ZEO 5 puts on the wire.
 const PRELUDE: &str = r#"
 import sys, time, transaction
 from importlib.metadata import version
 import ZEO, ZEO.asyncio.client as _client
 assert version('ZEO').startswith('5.'), (version('ZEO'), ZEO.__file__)
+EXPECT = sys.argv.pop().encode()
+_DB = ZEO.DB
+def _checked_db(*a, **k):
+    db = _DB(*a, **k)
+    pv = db.storage._server.client.protocol_version
+    assert pv == EXPECT, (pv, EXPECT)
+    return db
+ZEO.DB = _checked_db
 SENT = set()
 _encoder = _client.encoder
 def _recording_encoder(protocol, *a, **k):
@@ -41,24 +68,17 @@ def wait_for(cond, what):
         time.sleep(0.05)
 "#;
 
-fn script(body: &str) -> String {
-    format!("{PRELUDE}\n{body}")
-}
-
 /// Commit and read, invalidations both ways between two clients, history, iterator,
 /// undo through DB.undo, server_status; returns what the client put on the wire.
 fn basic_session(msgpack: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let extra = if msgpack { "  msgpack true" } else { "" };
-    let mut server = ZeoServer::start(dir.path(), extra, FS);
-    let out = zeo5(
-        &script(
-            r#"
+    let mut server = ZeoServer::start(dir.path(), encoding(msgpack), FS);
+    let out = client(
+        msgpack,
+        r#"
 from persistent.mapping import PersistentMapping
 addr = ('127.0.0.1', int(sys.argv[1]))
 db1 = ZEO.DB(addr, server_sync=True); db2 = ZEO.DB(addr, server_sync=True)
-pv = db1.storage._server.client.protocol_version
-assert pv == sys.argv[2].encode() + b'5', pv
 tm1 = transaction.TransactionManager(); tm2 = transaction.TransactionManager()
 c1 = db1.open(tm1); c2 = db2.open(tm2)
 r1 = c1.root()
@@ -113,8 +133,7 @@ assert st['commits'] == 5, st
 db1.close(); db2.close()
 print(' '.join(sorted(repr(s) for s in SENT)))
 "#,
-        ),
-        &[&server.port.to_string(), if msgpack { "M" } else { "Z" }],
+        &[&server.port.to_string()],
     );
     assert_eq!(server.stop(), Some(0));
     // The Data.fs written for the ZEO 5 client opens in ZODB 5's FileStorage.
@@ -149,13 +168,12 @@ fn zeo5_commit_invalidate_undo_iterate_msgpack() {
 
 /// Two clients insert into the same OOBTree bucket concurrently: the second vote
 /// returns the conflict, ZEO 5 resolves it in the client and stores again.
-#[test]
-fn zeo5_btree_conflict_resolved_client_side() {
+fn btree_conflict_resolved_client_side(msgpack: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let server = ZeoServer::start(dir.path(), "", FS);
-    let out = zeo5(
-        &script(
-            r#"
+    let server = ZeoServer::start(dir.path(), encoding(msgpack), FS);
+    let out = client(
+        msgpack,
+        r#"
 from BTrees.OOBTree import OOBTree
 addr = ('127.0.0.1', int(sys.argv[1]))
 db1 = ZEO.DB(addr, server_sync=True); db2 = ZEO.DB(addr, server_sync=True)
@@ -183,7 +201,6 @@ tm1.begin(); tm2.begin()
 print(sorted(c1.root()['t'].keys()), sorted(c2.root()['t'].keys()))
 db1.close(); db2.close()
 "#,
-        ),
         &[&server.port.to_string()],
     );
     assert_eq!(
@@ -192,16 +209,25 @@ db1.close(); db2.close()
     );
 }
 
+#[test]
+fn zeo5_btree_conflict_resolved_client_side_pickle() {
+    btree_conflict_resolved_client_side(false);
+}
+
+#[test]
+fn zeo5_btree_conflict_resolved_client_side_msgpack() {
+    btree_conflict_resolved_client_side(true);
+}
+
 /// Pack through ZEO 5's ClientStorage.pack: old revisions go (history of one), an
 /// object no longer reachable is garbage-collected, the undo log empties, and the pack
 /// keeps the newest data; Data.fs.old is left, as FileStorage leaves it.
-#[test]
-fn zeo5_pack() {
+fn pack(msgpack: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let server = ZeoServer::start(dir.path(), "", FS);
-    let out = zeo5(
-        &script(
-            r#"
+    let server = ZeoServer::start(dir.path(), encoding(msgpack), FS);
+    let out = client(
+        msgpack,
+        r#"
 from persistent.mapping import PersistentMapping
 from ZODB.POSException import POSKeyError
 addr = ('127.0.0.1', int(sys.argv[1]))
@@ -236,23 +262,31 @@ except POSKeyError:
 print(db.open().root()['keep']['v'], len(db.history(keep, 10)))
 db.close()
 "#,
-        ),
         &[&server.port.to_string()],
     );
     assert_eq!(out.trim(), "3 1");
     assert!(dir.path().join("Data.fs.old").exists());
 }
 
+#[test]
+fn zeo5_pack_pickle() {
+    pack(false);
+}
+
+#[test]
+fn zeo5_pack_msgpack() {
+    pack(true);
+}
+
 /// Blobs: uploaded by a ZEO 5 client (storeBlob chunks), downloaded by a fresh client
 /// with an empty blob cache (sendBlob), a changed blob's old revision through a
 /// historical connection, and an empty blob.
-#[test]
-fn zeo5_blobs_upload_and_download() {
+fn blobs_upload_and_download(msgpack: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let server = ZeoServer::start(dir.path(), "", FS);
-    let out = zeo5(
-        &script(
-            r#"
+    let server = ZeoServer::start(dir.path(), encoding(msgpack), FS);
+    let out = client(
+        msgpack,
+        r#"
 import os, hashlib
 from ZODB.blob import Blob
 addr = ('127.0.0.1', int(sys.argv[1])); tmp = sys.argv[2]
@@ -280,7 +314,6 @@ assert old['small'].open().read() == b'x' * 100
 db.close()
 print('ok')
 "#,
-        ),
         &[&server.port.to_string(), dir.path().to_str().unwrap()],
     );
     assert_eq!(out.trim(), "ok");
@@ -290,19 +323,29 @@ print('ok')
     assert!(left.is_empty(), "upload temp files left: {left:?}");
 }
 
+#[test]
+fn zeo5_blobs_upload_and_download_pickle() {
+    blobs_upload_and_download(false);
+}
+
+#[test]
+fn zeo5_blobs_upload_and_download_msgpack() {
+    blobs_upload_and_download(true);
+}
+
 /// A ZEO 5 client connected across a server restart reconnects by itself and commits;
 /// a second client sees that commit; a client with a persistent cache that was closed
 /// across the restart keeps its cache (quick verification from the invalidation
 /// queue seeded from Data.fs).
-#[test]
-fn zeo5_reconnect_after_server_restart() {
+fn reconnect_after_server_restart(msgpack: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ZeoServer::start(dir.path(), "  invalidation-queue-size 100", FS);
+    let extra = format!("  invalidation-queue-size 100\n{}", encoding(msgpack));
+    let mut server = ZeoServer::start(dir.path(), &extra, FS);
     let port = server.port.to_string();
     let tmp = dir.path().to_str().unwrap().to_string();
-    zeo5(
-        &script(
-            r#"
+    client(
+        msgpack,
+        r#"
 from persistent.mapping import PersistentMapping
 addr = ('127.0.0.1', int(sys.argv[1]))
 db = ZEO.DB(addr, client='a', var=sys.argv[2])
@@ -311,7 +354,6 @@ for i in range(20): r[i] = PersistentMapping(v=i)
 transaction.commit()
 db.close()
 "#,
-        ),
         &[&port, &tmp],
     );
     // A live client: started before the restart, it must reconnect and commit.
@@ -319,7 +361,8 @@ db.close()
     let go = dir.path().join("go");
     let live = std::process::Command::new(python_zeo5())
         .arg("-c")
-        .arg(script(
+        .arg(format!(
+            "{PRELUDE}\n{}",
             r#"
 import os
 addr = ('127.0.0.1', int(sys.argv[1]))
@@ -342,7 +385,12 @@ print(db.storage.is_connected(), r[1]['v'])
 db.close()
 "#,
         ))
-        .args([&port, ready.to_str().unwrap(), go.to_str().unwrap()])
+        .args([
+            port.as_str(),
+            ready.to_str().unwrap(),
+            go.to_str().unwrap(),
+            if msgpack { "M5" } else { "Z5" },
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -365,9 +413,9 @@ db.close()
         String::from_utf8_lossy(&live.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&live.stdout).trim(), "True 101");
-    let out = zeo5(
-        &script(
-            r#"
+    let out = client(
+        msgpack,
+        r#"
 addr = ('127.0.0.1', int(sys.argv[1]))
 db = ZEO.DB(addr, client='a', var=sys.argv[2])
 n = len(db.storage._cache)
@@ -377,10 +425,19 @@ assert r[2]['v'] == 2
 print('kept' if n > 5 else 'dropped')
 db.close()
 "#,
-        ),
         &[&port, &tmp],
     );
     assert_eq!(out.trim(), "kept");
+}
+
+#[test]
+fn zeo5_reconnect_after_server_restart_pickle() {
+    reconnect_after_server_restart(false);
+}
+
+#[test]
+fn zeo5_reconnect_after_server_restart_msgpack() {
+    reconnect_after_server_restart(true);
 }
 
 /// ZEO 5.0 and 5.1 on Python 2 pickled their messages with protocol 1 (ZEO 5.2 moved
