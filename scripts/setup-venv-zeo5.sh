@@ -11,7 +11,9 @@ venv=${1:-${ZEO5_TEST_VENV:-$here/.venv-zeo5}}
 stamp="$venv/.zeo-requirements"
 # ZEO 5.4.1 declares msgpack<1 only for its own test extra; its client passes raw=False
 # and use_bin_type=True explicitly, so msgpack 1.x (which builds on 3.11) behaves the same.
-want="ZEO==5.4.1 ZODB==5.8.1 BTrees==6.5 persistent==6.9 zodbpickle==4.5 transaction==5.1 zc.lockfile==4.0 ZConfig==4.3 zdaemon==5.2.1 six==1.17.0 zope.interface==8.7 zope.proxy==7.3 zope.deferredimport==6.1.1 cffi==2.1.1 pycparser==3.12 msgpack==1.2.4"
+# mock, zope.testing and ZopeUndo are what ZEO 5's own test classes need
+# (tests/conformance/run_conformance.py run with this venv's python).
+want="ZEO==5.4.1 ZODB==5.8.1 BTrees==6.5 persistent==6.9 zodbpickle==4.5 transaction==5.1 zc.lockfile==4.0 ZConfig==4.3 zdaemon==5.2.1 six==1.17.0 zope.interface==8.7 zope.proxy==7.3 zope.deferredimport==6.1.1 cffi==2.1.1 pycparser==3.12 msgpack==1.2.4 mock==5.2.0 zope.testing==6.2 ZopeUndo==6.1"
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
