@@ -60,13 +60,7 @@ pub fn fixture(rel: &str) -> PathBuf {
 }
 
 /// A free loopback TCP port (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::server_support::free_port;
 
 /// Run `code` with the reference venv's python and `args` (sys.argv[1:]); panics with
 /// stderr when it exits non-zero. Returns stdout.

@@ -525,3 +525,34 @@ fn zeo5_upstream_conformance_against_zeo_serve() {
         "too few ZEO 5 conformance tests passed: {last:?}"
     );
 }
+
+/// New oids on a fresh MappingStorage start at 1, as Python's MappingStorage (and
+/// FileStorage, and `zeo serve`'s FileStorage) hand them out: oid 0 is the root's,
+/// which ZODB.DB stores under that fixed oid. Found with ZEO 5's own
+/// PackableStorage tests (`checkPackOnlyOneObject`, `checkPackJustOldRevisions` on
+/// MappingStorageTests: they allocate objects before storing the root and then get a
+/// ConflictError storing oid 0); ZEO 6.2's tests fail the same way.
+#[test]
+#[ignore = "server bug: zeo serve's MappingStorage hands out oid 0 as the first new oid (src/storage/mapping.rs new_oids); Python's starts at 1"]
+fn mapping_storage_new_oids_start_at_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ZeoServer::start(dir.path(), "", "<mappingstorage 1>\n</mappingstorage>");
+    let out = client(
+        false,
+        r#"
+from ZEO.ClientStorage import ClientStorage
+from ZODB.MappingStorage import MappingStorage
+from ZODB.utils import u64
+print('python', u64(MappingStorage().new_oid()))
+cs = ClientStorage(('127.0.0.1', int(sys.argv[1])), wait_timeout=10)
+assert cs._server.client.protocol_version == EXPECT
+print('zeo', u64(cs.new_oid()))
+cs.close()
+"#,
+        &[&server.port.to_string()],
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["python", "1", "zeo", "1"]
+    );
+}
