@@ -37,6 +37,9 @@ pub struct Served {
     pub lock: CommitLock<ConnId>,
     /// Bumped at every lock grant; timers carry it to recognise a stale timeout.
     pub lock_generation: u64,
+    /// The lock holder whose tpc_finish is being made durable on a worker thread;
+    /// it keeps the lock until that completes, even if it disconnects meanwhile.
+    pub finishing: Option<ConnId>,
     pub invalidations: InvalidationQueue,
     pub registered: BTreeSet<ConnId>,
     pub stats: Stats,
@@ -81,6 +84,7 @@ impl Served {
             blobs,
             lock: CommitLock::default(),
             lock_generation: 0,
+            finishing: None,
             invalidations,
             registered: BTreeSet::new(),
             stats: Stats::default(),

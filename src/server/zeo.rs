@@ -48,6 +48,16 @@ pub enum Completion {
         msgid: Option<Value>,
         result: SResult<PackOutcome>,
     },
+    /// A voted transaction was made durable (status flip, fsync) off the loop;
+    /// the loop publishes it, broadcasts and answers.
+    Durable {
+        storage: usize,
+        conn: ConnId,
+        msgid: Value,
+        invalidated: Vec<Oid>,
+        handle: crate::storage::TxnHandle,
+        result: SResult<()>,
+    },
     /// An undoLog/undoInfo answer computed off the loop.
     Reply {
         conn: ConnId,
@@ -467,8 +477,11 @@ impl Service for ZeoService {
             let s = &mut self.storages[sidx];
             s.registered.remove(&conn);
             s.stats.connections = s.registered.len() as u64;
-            // A queued voter that vanished must not stay in the queue.
-            s.lock.release(conn);
+            // A queued voter that vanished must not stay in the queue. A holder whose
+            // finish is being made durable keeps the lock until that completes.
+            if s.finishing != Some(conn) {
+                s.lock.release(conn);
+            }
         }
         let label = c.label.map(|l| format!(" [{l}]")).unwrap_or_default();
         log::info!(target: LOG, "({}){label} disconnected: {why}", c.peer);
@@ -491,6 +504,14 @@ impl Service for ZeoService {
                 msgid,
                 result,
             } => self.pack_done(storage, conn, msgid, result, out),
+            Completion::Durable {
+                storage,
+                conn,
+                msgid,
+                invalidated,
+                handle,
+                result,
+            } => self.finish_done(storage, conn, msgid, invalidated, handle, result, out),
         }
     }
 

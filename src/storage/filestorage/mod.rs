@@ -231,6 +231,9 @@ impl Storage for FileStorage {
     fn tpc_vote(&self, txn: &TxnHandle) -> SResult<Vec<Oid>> {
         self.tpc_vote_impl(txn)
     }
+    fn tpc_make_durable(&self, txn: &TxnHandle) -> SResult<()> {
+        self.tpc_make_durable_impl(txn)
+    }
     fn tpc_finish(&self, txn: TxnHandle) -> SResult<Tid> {
         self.tpc_finish_impl(txn)
     }

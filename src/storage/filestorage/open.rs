@@ -540,6 +540,9 @@ impl FileStorage {
     }
 
     pub(crate) fn close_impl(&self) -> SResult<()> {
+        // Wait for a finish in progress on another thread (its fsync), so the
+        // saved index is not older than a transaction being made durable.
+        let _commit = self.commit.lock().unwrap_or_else(|e| e.into_inner());
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
