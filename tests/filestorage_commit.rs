@@ -488,7 +488,7 @@ fn make_durable_then_publish() {
     s.tpc_vote(&t).unwrap();
     s.tpc_make_durable(&t).unwrap();
     let t3 = t.tid;
-    std::mem::forget(t);
+    let _unfinished = t;
     drop(s);
     let s = open(&p);
     assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("c"), t3));
