@@ -1,13 +1,14 @@
 //! Starting `zeo serve` from a [`ServerConfig`], as runzeo does: event log, storages
 //! (FileStorage with optional blob directory, MappingStorage), listeners (TCP incl.
-//! port 0 and IPv6, Unix sockets), pid file, systemd readiness, then the event loop
-//! until a signal stops it.
+//! port 0 and IPv6, Unix sockets), the monitor and metrics endpoints, pid file,
+//! systemd readiness (with STATUS= progress while a FileStorage index is rebuilt),
+//! then the event loop until a signal stops it.
 //!
 //! Invariants: READY=1 is sent only after every storage is open and every listener
 //! bound; the pid file is removed on every orderly exit; storages are closed (index
 //! written) before the process exits.
 
-use super::event_loop::{EventLoop, ListenAddress};
+use super::event_loop::{Endpoint, EventLoop, ListenAddress};
 use super::served::{ctime, Kind, Served};
 use super::zeo::{Options, ZeoService};
 use super::Limits;
@@ -166,6 +167,8 @@ pub struct Started {
     pub service: ZeoService,
     /// The addresses actually bound (port 0 resolved).
     pub bound: Vec<ListenAddress>,
+    /// The monitor and metrics listeners actually bound.
+    pub endpoints: Vec<(Endpoint, ListenAddress)>,
 }
 
 /// Open storages and bind listeners.
@@ -199,6 +202,34 @@ pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> 
         .listen(&addr, tls)
         .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
     log::info!(target: "ZEO.asyncio.server", "listening on {bound}");
+    if let Some(t) = std::env::var("ZEO_ENDPOINT_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t > 0.0)
+    {
+        event_loop.set_endpoint_timeout(std::time::Duration::from_secs_f64(t));
+    }
+    let mut endpoints = Vec::new();
+    for (endpoint, key, conf) in [
+        (
+            Endpoint::Monitor,
+            "monitor-address",
+            &cfg.zeo.monitor_address,
+        ),
+        (
+            Endpoint::Metrics,
+            "metrics-address",
+            &cfg.zeo.metrics_address,
+        ),
+    ] {
+        let Some(conf) = conf else { continue };
+        let addr = listen_address(conf)?;
+        let bound = event_loop
+            .listen_endpoint(&addr, endpoint)
+            .map_err(|e| StartError(format!("cannot listen on {addr} ({key}): {e}")))?;
+        log::info!(target: "ZEO.monitor", "{key}: listening on {bound}");
+        endpoints.push((endpoint, bound));
+    }
     let service = ZeoService::new(
         storages,
         Options {
@@ -213,6 +244,7 @@ pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> 
         event_loop,
         service,
         bound: vec![bound],
+        endpoints,
     })
 }
 
@@ -258,8 +290,11 @@ pub fn run(cfg: &ServerConfig, tls: TlsConfig) -> crate::Result<i32> {
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
-    if let ListenAddress::Unix(p) = &started.bound[0] {
-        let _ = std::fs::remove_file(p);
+    let listeners = started.bound.iter();
+    for addr in listeners.chain(started.endpoints.iter().map(|(_, a)| a)) {
+        if let ListenAddress::Unix(p) = addr {
+            let _ = std::fs::remove_file(p);
+        }
     }
     match status {
         Ok(s) => {

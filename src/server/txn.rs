@@ -288,7 +288,7 @@ impl ZeoService {
         let Some(t) = c.txn.as_mut() else {
             return false;
         };
-        let (keep, result) = match t.vote(&*storage) {
+        let (keep, result) = match served.latency.vote.time(|| t.vote(&*storage)) {
             Ok(VoteResult::Voted {
                 serials,
                 invalidated,
@@ -382,7 +382,7 @@ impl ZeoService {
             return Outcome::Error(WireError::assertion_error("finished called wo lock"));
         };
         let storage = served.storage.clone();
-        let result = match storage.tpc_finish(handle) {
+        let result = match served.latency.finish.time(|| storage.tpc_finish(handle)) {
             Ok(tid) => {
                 served.stats.commits += 1;
                 served.invalidations.push(tid, invalidated.clone());

@@ -498,6 +498,13 @@ impl Service for ZeoService {
         self.pump_blobs(conn, out);
     }
 
+    fn report(&mut self, what: super::event_loop::Endpoint) -> String {
+        match what {
+            super::event_loop::Endpoint::Monitor => super::monitor::monitor_report(&self.storages),
+            super::event_loop::Endpoint::Metrics => super::monitor::metrics_report(&self.storages),
+        }
+    }
+
     fn on_signal(&mut self, sig: Signal, out: &mut Outbox<Completion>) {
         match sig {
             Signal::User2 => {
