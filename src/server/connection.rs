@@ -256,6 +256,31 @@ impl Connection {
         self.out.extend_from_slice(bytes);
     }
 
+    /// Half-close: tell the peer no more output comes (its reads see EOF).
+    pub fn shutdown_write(&mut self) {
+        let _ = match &self.socket {
+            Socket::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Socket::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+
+    /// Read and drop what the peer sends (at most 1 MiB per call); Err when the peer
+    /// has closed. Lets a raw connection linger until the peer has read the answer,
+    /// so closing it with unread input does not reset the answer away.
+    pub fn discard_input(&mut self) -> Result<(), CloseReason> {
+        let mut buf = [0u8; 16 * 1024];
+        for _ in 0..64 {
+            match self.socket.read(&mut buf) {
+                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(CloseReason::PeerClosed),
+            }
+        }
+        Ok(())
+    }
+
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
         self.interest = self.wanted_interest();
         self.socket.register(registry, self.token, self.interest)

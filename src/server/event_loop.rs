@@ -190,6 +190,8 @@ struct RawState {
     endpoint: Endpoint,
     /// The answer is queued; the connection closes once it is sent.
     answered: bool,
+    /// The answer is sent and our side shut down; waiting for the peer's EOF.
+    lingering: bool,
 }
 
 enum Listener {
@@ -505,6 +507,7 @@ impl EventLoop {
             RawState {
                 endpoint,
                 answered: endpoint == Endpoint::Monitor,
+                lingering: false,
             },
         );
         self.raw_deadlines
@@ -522,6 +525,12 @@ impl EventLoop {
         let (Some(conn), Some(state)) = (self.conns.get_mut(&id), self.raw.get_mut(&id)) else {
             return;
         };
+        if state.lingering {
+            if let Err(why) = conn.discard_input() {
+                self.close(id, why, service, out);
+            }
+            return;
+        }
         let read = conn.read_ready();
         if !state.answered && state.endpoint == Endpoint::Metrics {
             let mut render = || service.report(Endpoint::Metrics);
@@ -707,6 +716,31 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
+            if let Some(state) = self.raw.get_mut(&id) {
+                // An answered endpoint connection: once the answer is out, shut our
+                // side down and linger until the peer closes (or the deadline).
+                if state.answered && conn.closing.is_none() {
+                    match conn.write_ready() {
+                        Err(why) => {
+                            self.close(id, why, service, out);
+                            continue;
+                        }
+                        Ok(()) if conn.flushed() && !state.lingering => {
+                            conn.shutdown_write();
+                            state.lingering = true;
+                            if let Err(why) = conn.discard_input() {
+                                self.close(id, why, service, out);
+                                continue;
+                            }
+                        }
+                        Ok(()) => {}
+                    }
+                    if let Err(e) = conn.update_interest(self.poll.registry()) {
+                        self.close(id, CloseReason::Io(e.to_string()), service, out);
+                    }
+                    continue;
+                }
+            }
             let was_paused = conn.input_paused();
             let result = conn.write_ready();
             let reason = match result {

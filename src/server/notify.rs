@@ -3,9 +3,76 @@
 //! (a socket path, or `@name` in the abstract namespace).
 //!
 //! Invariant: without NOTIFY_SOCKET every call is a no-op; a failing send is logged and
-//! never stops the server.
+//! never stops the server. Progress reports are throttled ([`OpenProgress`]): at
+//! most one datagram per [`PROGRESS_INTERVAL`] besides a scan's first and last.
 
+use crate::storage::filestorage::open::ScanProgress;
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Least time between two progress datagrams of one scan.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// How far each progress report pushes systemd's start timeout (EXTEND_TIMEOUT_USEC).
+pub const PROGRESS_EXTEND: Duration = Duration::from_secs(60);
+
+/// The STATUS= text of a FileStorage open scan.
+pub fn progress_text(storage: &str, file: &str, p: ScanProgress) -> String {
+    let percent = (p.done as u128 * 100)
+        .checked_div(p.total as u128)
+        .unwrap_or(100);
+    let what = if p.rebuilding {
+        "rebuilding the index of"
+    } else {
+        "scanning past the index of"
+    };
+    format!(
+        "Opening storage {storage:?}: {what} {file}: {} of {} bytes ({percent}%)",
+        p.done, p.total
+    )
+}
+
+/// The datagram of one progress report: STATUS= and EXTEND_TIMEOUT_USEC=.
+pub fn progress_datagram(storage: &str, file: &str, p: ScanProgress) -> String {
+    format!(
+        "STATUS={}\nEXTEND_TIMEOUT_USEC={}",
+        progress_text(storage, file, p),
+        PROGRESS_EXTEND.as_micros()
+    )
+}
+
+/// Throttled STATUS= reports of the storages' open scans; remembers whether any
+/// was sent (so READY=1 can replace the last progress line with a final status).
+#[derive(Default)]
+pub struct OpenProgress {
+    last: Mutex<Option<Instant>>,
+    sent: AtomicBool,
+}
+
+impl OpenProgress {
+    /// Report `p` of storage `storage` (file `file`) unless one was sent too recently.
+    pub fn report(&self, storage: &str, file: &str, p: ScanProgress) {
+        let now = Instant::now();
+        {
+            let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            let edge = p.done == 0 || p.done >= p.total;
+            if !edge && last.is_some_and(|t| now.duration_since(t) < PROGRESS_INTERVAL) {
+                return;
+            }
+            *last = Some(now);
+        }
+        log::info!(target: "ZEO.runzeo", "{}", progress_text(storage, file, p));
+        if notify(&progress_datagram(storage, file, p)) {
+            self.sent.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a progress datagram was delivered.
+    pub fn sent(&self) -> bool {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
 
 /// Send one notification; returns whether it was delivered.
 pub fn notify(state: &str) -> bool {
@@ -37,6 +104,27 @@ fn send(target: &str, state: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines() {
+        let p = ScanProgress {
+            rebuilding: true,
+            done: 50,
+            total: 200,
+        };
+        assert_eq!(
+            progress_datagram("1", "Data.fs", p),
+            "STATUS=Opening storage \"1\": rebuilding the index of Data.fs: 50 of 200 \
+             bytes (25%)\nEXTEND_TIMEOUT_USEC=60000000"
+        );
+        let empty = ScanProgress {
+            rebuilding: false,
+            done: 0,
+            total: 0,
+        };
+        assert!(progress_text("a", "b", empty)
+            .ends_with("scanning past the index of b: 0 of 0 bytes (100%)"));
+    }
 
     #[test]
     fn sends_to_a_path_socket() {

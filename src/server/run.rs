@@ -9,11 +9,13 @@
 //! written) before the process exits.
 
 use super::event_loop::{Endpoint, EventLoop, ListenAddress};
+use super::notify::OpenProgress;
 use super::served::{ctime, Kind, Served};
 use super::zeo::{Options, ZeoService};
 use super::Limits;
 use crate::config::{self, LogHandler, LogPath, ServerConfig, StorageKind};
 use crate::protocol::Encoding;
+use crate::storage::filestorage::open::ProgressFn;
 use crate::storage::filestorage::{FileStorage, Options as FsOptions};
 use crate::storage::mapping::MappingStorage;
 use crate::storage::Storage;
@@ -101,6 +103,7 @@ fn open_storage(
     name: &str,
     kind: &StorageKind,
     blob_dir: Option<PathBuf>,
+    progress: &Arc<OpenProgress>,
 ) -> Result<(Arc<dyn Storage>, Kind, bool, bool), StartError> {
     match kind {
         StorageKind::File(fc) => {
@@ -115,6 +118,11 @@ fn open_storage(
                 read_only: fc.read_only,
                 create: fc.create,
                 blob_dir: blob_dir.or_else(|| fc.blob_dir.clone()),
+                progress: Some(ProgressFn({
+                    let progress = progress.clone();
+                    let (name, file) = (name.to_string(), fc.path.display().to_string());
+                    Arc::new(move |p| progress.report(&name, &file, p))
+                })),
                 ..FsOptions::default()
             };
             let fs = FileStorage::open(&fc.path, opts).map_err(|e| {
@@ -138,7 +146,9 @@ fn open_storage(
             false,
             true,
         )),
-        StorageKind::Blob { blob_dir, base } => open_storage(name, base, Some(blob_dir.clone())),
+        StorageKind::Blob { blob_dir, base } => {
+            open_storage(name, base, Some(blob_dir.clone()), progress)
+        }
     }
 }
 
@@ -169,14 +179,17 @@ pub struct Started {
     pub bound: Vec<ListenAddress>,
     /// The monitor and metrics listeners actually bound.
     pub endpoints: Vec<(Endpoint, ListenAddress)>,
+    /// Whether STATUS= progress was sent to systemd while opening storages.
+    pub status_sent: bool,
 }
 
 /// Open storages and bind listeners.
 pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> {
     let started_at = ctime(std::time::SystemTime::now());
     let mut storages = Vec::new();
+    let progress = Arc::new(OpenProgress::default());
     for sc in &cfg.storages {
-        let (storage, kind, ro, gc) = open_storage(&sc.name, &sc.kind, None)?;
+        let (storage, kind, ro, gc) = open_storage(&sc.name, &sc.kind, None, &progress)?;
         log::info!(target: "ZEO.runzeo", "opened storage {:?}: {}", sc.name, storage.name());
         storages.push(Served::new(
             sc.name.clone(),
@@ -245,6 +258,7 @@ pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> 
         service,
         bound: vec![bound],
         endpoints,
+        status_sent: progress.sent(),
     })
 }
 
@@ -282,7 +296,16 @@ pub fn run(cfg: &ServerConfig, tls: TlsConfig) -> crate::Result<i32> {
             log::error!(target: "ZEO.runzeo", "cannot write pid file {}: {e}", p.display());
         }
     }
-    super::notify::notify("READY=1");
+    if started.status_sent {
+        // Replace the last progress line systemd shows with the serving state.
+        let n = started.service.storages().len();
+        super::notify::notify(&format!(
+            "READY=1\nSTATUS=Serving {n} storage(s) on {}",
+            started.bound[0]
+        ));
+    } else {
+        super::notify::notify("READY=1");
+    }
     let status = started.event_loop.run(&mut started.service);
     if let Some(r) = registration {
         r.finish();

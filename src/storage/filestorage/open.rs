@@ -101,6 +101,30 @@ fn corrupted(path: &Path, offset: u64, what: impl Into<String>) -> StorageError 
     }
 }
 
+/// Bytes scanned between two progress reports of the open scan.
+pub const PROGRESS_STEP: u64 = 16 * 1024 * 1024;
+
+/// How far the open scan is: `done` of `total` bytes after the index's position (the
+/// whole file when `rebuilding` the index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanProgress {
+    pub rebuilding: bool,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// A progress callback for [`FileStorage::open`]: called when a scan that rebuilds
+/// the index (or covers at least [`PROGRESS_STEP`] bytes) starts, every
+/// [`PROGRESS_STEP`] bytes, and when it ends.
+#[derive(Clone)]
+pub struct ProgressFn(pub Arc<dyn Fn(ScanProgress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
+    }
+}
+
 /// Forward scan (Python's `read_index`) from `start`, merging every good
 /// transaction's records into `index`. Never modifies the file; the caller applies
 /// the recovery that `tail` calls for. `size` is the file size.
@@ -109,16 +133,36 @@ pub fn scan(
     path: &Path,
     size: u64,
     start: u64,
-    mut ltid: Tid,
+    ltid: Tid,
     index: &mut Index,
     stop: Option<Tid>,
 ) -> SResult<ScanResult> {
+    scan_with_progress(file, path, size, start, ltid, index, stop, &mut |_| {})
+}
+
+/// [`scan`], calling `progress(bytes scanned)` every [`PROGRESS_STEP`] bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn scan_with_progress(
+    file: &dyn DataFile,
+    path: &Path,
+    size: u64,
+    start: u64,
+    mut ltid: Tid,
+    index: &mut Index,
+    stop: Option<Tid>,
+    progress: &mut dyn FnMut(u64),
+) -> SResult<ScanResult> {
+    let mut next_report = start.saturating_add(PROGRESS_STEP);
     let io = |e| StorageError::io(format!("reading {}", path.display()), e);
     let mut r = Chunked::new(file, size);
     let mut pos = start;
     let mut tindex: Vec<(Oid, u64)> = Vec::new();
     let mut last_tid = ltid;
     loop {
+        if pos >= next_report {
+            progress(pos - start);
+            next_report = pos.saturating_add(PROGRESS_STEP);
+        }
         let h = match r.get(pos, TXN_HEADER_LEN as usize).map_err(io)? {
             Some(b) => TxnHeader::decode(b).ok_or_else(|| corrupted(path, pos, "short header"))?,
             None => {
@@ -475,7 +519,34 @@ impl FileStorage {
                 tail: Tail::Clean,
             }
         } else {
-            scan(&*file, &path, size, start, ltid, &mut index, opts.stop)?
+            let total = size.saturating_sub(start);
+            let report = |done: u64| {
+                if let Some(p) = &opts.progress {
+                    (p.0)(ScanProgress {
+                        rebuilding: rebuilt,
+                        done,
+                        total,
+                    })
+                }
+            };
+            let reporting = rebuilt || total >= PROGRESS_STEP;
+            if reporting {
+                report(0);
+            }
+            let r = scan_with_progress(
+                &*file,
+                &path,
+                size,
+                start,
+                ltid,
+                &mut index,
+                opts.stop,
+                &mut |done| report(done),
+            )?;
+            if reporting {
+                report(total);
+            }
+            r
         };
         index.shrink();
         let mut discarded = Tid::ZERO;
@@ -612,5 +683,52 @@ mod tests {
             b.extend((0..n * 3).map(|_| rnd() as u8));
             let _ = scan_image(&b);
         }
+    }
+
+    /// An open that rebuilds the index reports its start and end; an open with a
+    /// valid index and a short tail reports nothing.
+    #[test]
+    fn open_reports_index_rebuild_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("Data.fs");
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/filestorage/undo.fs"
+            ),
+            &path,
+        )
+        .unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let opts = Options {
+            progress: Some(ProgressFn(Arc::new(move |p| sink.lock().unwrap().push(p)))),
+            ..Options::default()
+        };
+        let fs = FileStorage::open(&path, opts.clone()).unwrap();
+        fs.close_impl().unwrap();
+        drop(fs);
+        let got = std::mem::take(&mut *seen.lock().unwrap());
+        let total = size - 4;
+        assert_eq!(
+            got,
+            [
+                ScanProgress {
+                    rebuilding: true,
+                    done: 0,
+                    total
+                },
+                ScanProgress {
+                    rebuilding: true,
+                    done: total,
+                    total
+                }
+            ]
+        );
+        // The index written at close is used now: no rebuild, nothing reported.
+        let fs = FileStorage::open(&path, opts).unwrap();
+        fs.close_impl().unwrap();
+        assert!(seen.lock().unwrap().is_empty());
     }
 }
