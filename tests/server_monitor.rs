@@ -263,6 +263,21 @@ fn hostile_endpoint_clients_do_not_stop_zeo_service() {
     let r = raw_exchange(e.metrics, &big);
     assert!(r.starts_with("HTTP/1.1 431 "), "{r:?}");
 
+    // A request trickled byte by byte is still answered.
+    let mut slow = TcpStream::connect(("127.0.0.1", e.metrics)).unwrap();
+    slow.set_nodelay(true).unwrap();
+    for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" {
+        slow.write_all(&[*b]).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    assert!(
+        answer.contains("\r\n\r\n# HELP zeo_connections "),
+        "{answer:?}"
+    );
+
     // Never-finished requests and silent connections, more than the cap allows.
     let mut stuck = Vec::new();
     for i in 0..80 {

@@ -192,6 +192,9 @@ struct RawState {
     answered: bool,
     /// The answer is sent and our side shut down; waiting for the peer's EOF.
     lingering: bool,
+    /// Input length at the last parse: a request is parsed again only when a new
+    /// line ended or the buffer filled (a byte-at-a-time sender costs linear time).
+    parsed: usize,
 }
 
 enum Listener {
@@ -508,6 +511,7 @@ impl EventLoop {
                 endpoint,
                 answered: endpoint == Endpoint::Monitor,
                 lingering: false,
+                parsed: 0,
             },
         );
         self.raw_deadlines
@@ -532,7 +536,11 @@ impl EventLoop {
             return;
         }
         let read = conn.read_ready();
-        if !state.answered && state.endpoint == Endpoint::Metrics {
+        let input = conn.raw_input();
+        let fresh = &input[state.parsed.min(input.len())..];
+        let worth_parsing = fresh.contains(&b'\n') || input.len() >= http::MAX_REQUEST;
+        state.parsed = input.len();
+        if !state.answered && state.endpoint == Endpoint::Metrics && worth_parsing {
             let mut render = || service.report(Endpoint::Metrics);
             if let Some(answer) = http::respond(conn.raw_input(), &mut render) {
                 conn.send_raw(&answer);

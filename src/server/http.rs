@@ -294,6 +294,63 @@ mod tests {
         assert!(answer(&head).unwrap().starts_with("HTTP/1.1 431 "));
     }
 
+    /// Thousands of mutated, truncated and random heads: the parser never panics, a
+    /// head of MAX_REQUEST bytes or more is always decided, and a verdict reached on
+    /// a prefix holds for the whole input (a bad start stays bad, a complete head
+    /// stays the same request whatever follows it).
+    #[test]
+    fn parser_survives_mutations_and_decides_consistently() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let seeds: [&[u8]; 4] = [
+            b"GET /metrics HTTP/1.1\r\nHost: localhost:9100\r\nUser-Agent: curl/8\r\n\r\n",
+            b"HEAD /metrics?a=b HTTP/1.0\n\n",
+            b"POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET / HTTP/1.1\r\nX: y\r\n\r\n",
+        ];
+        for round in 0..20_000 {
+            let mut b = seeds[(rnd() % 4) as usize].to_vec();
+            match round % 4 {
+                0 => {
+                    for _ in 0..1 + rnd() % 4 {
+                        let i = (rnd() % b.len() as u64) as usize;
+                        b[i] = rnd() as u8;
+                    }
+                }
+                1 => b.truncate((rnd() % (b.len() as u64 + 1)) as usize),
+                2 => {
+                    let n = (rnd() % 64) as usize;
+                    b = (0..n)
+                        .map(|_| b" \r\n:GET/HTTP1.a\x00\xff"[(rnd() % 16) as usize])
+                        .collect();
+                }
+                _ => {
+                    let i = (rnd() % b.len() as u64) as usize;
+                    let extra = (rnd() % (2 * MAX_REQUEST as u64)) as usize;
+                    let fill = if rnd() % 2 == 0 { b'a' } else { b'\n' };
+                    b.splice(i..i, std::iter::repeat_n(fill, extra));
+                }
+            }
+            let whole = parse_request(&b);
+            if b.len() >= MAX_REQUEST {
+                assert_ne!(whole, Parsed::Incomplete, "undecided at {} bytes", b.len());
+            }
+            let cut = (rnd() % (b.len() as u64 + 1)) as usize;
+            match parse_request(&b[..cut]) {
+                Parsed::Bad(_) => assert!(matches!(whole, Parsed::Bad(_)), "{b:?}"),
+                Parsed::Complete(r) => assert_eq!(whole, Parsed::Complete(r)),
+                Parsed::Incomplete => {}
+            }
+            let mut render = || String::from("x");
+            let _ = respond(&b, &mut render);
+        }
+    }
+
     #[test]
     fn the_metrics_renderer_runs_only_for_metrics() {
         let mut calls = 0;

@@ -137,10 +137,21 @@ pub fn scan(
     index: &mut Index,
     stop: Option<Tid>,
 ) -> SResult<ScanResult> {
-    scan_with_progress(file, path, size, start, ltid, index, stop, &mut |_| {})
+    scan_with_progress(
+        file,
+        path,
+        size,
+        start,
+        ltid,
+        index,
+        stop,
+        u64::MAX,
+        &mut |_| {},
+    )
 }
 
-/// [`scan`], calling `progress(bytes scanned)` every [`PROGRESS_STEP`] bytes.
+/// [`scan`], calling `progress(bytes scanned)` each time another `step` bytes are
+/// scanned.
 #[allow(clippy::too_many_arguments)]
 pub fn scan_with_progress(
     file: &dyn DataFile,
@@ -150,9 +161,11 @@ pub fn scan_with_progress(
     mut ltid: Tid,
     index: &mut Index,
     stop: Option<Tid>,
+    step: u64,
     progress: &mut dyn FnMut(u64),
 ) -> SResult<ScanResult> {
-    let mut next_report = start.saturating_add(PROGRESS_STEP);
+    let step = step.max(1);
+    let mut next_report = start.saturating_add(step);
     let io = |e| StorageError::io(format!("reading {}", path.display()), e);
     let mut r = Chunked::new(file, size);
     let mut pos = start;
@@ -161,7 +174,7 @@ pub fn scan_with_progress(
     loop {
         if pos >= next_report {
             progress(pos - start);
-            next_report = pos.saturating_add(PROGRESS_STEP);
+            next_report = pos.saturating_add(step);
         }
         let h = match r.get(pos, TXN_HEADER_LEN as usize).map_err(io)? {
             Some(b) => TxnHeader::decode(b).ok_or_else(|| corrupted(path, pos, "short header"))?,
@@ -541,6 +554,7 @@ impl FileStorage {
                 ltid,
                 &mut index,
                 opts.stop,
+                PROGRESS_STEP,
                 &mut |done| report(done),
             )?;
             if reporting {
@@ -726,6 +740,28 @@ mod tests {
                 }
             ]
         );
+        // Reports come every `step` bytes, at transaction boundaries, increasing.
+        let data = std::fs::read(&path).unwrap();
+        let (f, mut index) = (super::super::io::MemFile::new(data.clone()), Index::new());
+        let mut reports = Vec::new();
+        let r = scan_with_progress(
+            &f,
+            &path,
+            data.len() as u64,
+            4,
+            Tid::ZERO,
+            &mut index,
+            None,
+            500,
+            &mut |d| reports.push(d),
+        )
+        .unwrap();
+        assert!(reports.len() >= (data.len() - 4) / 500 / 2, "{reports:?}");
+        assert!(
+            reports.windows(2).all(|w| w[1] >= w[0] + 500),
+            "{reports:?}"
+        );
+        assert!(reports.iter().all(|&d| d < r.end));
         // The index written at close is used now: no rebuild, nothing reported.
         let fs = FileStorage::open(&path, opts).unwrap();
         fs.close_impl().unwrap();
