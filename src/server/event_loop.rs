@@ -13,12 +13,15 @@
 //! Endpoint listeners (monitor, metrics) accept *raw* connections the service never
 //! sees as connections: the loop answers them itself with the text the service
 //! renders ([`Service::report`]) and closes them. Their requests are bounded
-//! ([`http::MAX_REQUEST`] bytes), their number is capped ([`MAX_ENDPOINT_CONNS`])
+//! ([`super::http::MAX_REQUEST`] bytes), their number is capped ([`MAX_ENDPOINT_CONNS`])
 //! and each lives at most the endpoint timeout, so a slow or hostile peer costs a
 //! few kilobytes and never blocks the loop.
 
 use super::connection::{CloseReason, Connection, Limits, Socket};
-use super::http;
+use endpoint::RawState;
+pub use endpoint::{Endpoint, ENDPOINT_TIMEOUT, MAX_ENDPOINT_CONNS};
+
+mod endpoint;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -37,22 +40,6 @@ const FIRST_SIGNAL: usize = 1;
 /// Listener tokens are FIRST_LISTENER..FIRST_CONN; connection tokens start at FIRST_CONN.
 const FIRST_LISTENER: usize = 8;
 const FIRST_CONN: usize = 1024;
-
-/// Most endpoint connections open at once; more are closed as soon as accepted.
-pub const MAX_ENDPOINT_CONNS: usize = 64;
-/// Default lifetime of an endpoint connection (request, answer and its sending).
-pub const ENDPOINT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Input kept of a monitor connection (its requests are read and ignored).
-const MONITOR_INPUT: usize = 1024;
-
-/// What an endpoint listener serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    /// The plain-text monitor report, sent on connect without reading a request.
-    Monitor,
-    /// Prometheus text exposition over HTTP (`GET /metrics`).
-    Metrics,
-}
 
 /// The signals the loop reports, each through its own self-pipe.
 const HANDLED: [(i32, Signal); 4] = [
@@ -183,18 +170,6 @@ struct ListenerEntry {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Set for monitor/metrics listeners.
     endpoint: Option<Endpoint>,
-}
-
-/// An endpoint connection's state.
-struct RawState {
-    endpoint: Endpoint,
-    /// The answer is queued; the connection closes once it is sent.
-    answered: bool,
-    /// The answer is sent and our side shut down; waiting for the peer's EOF.
-    lingering: bool,
-    /// Input length at the last parse: a request is parsed again only when a new
-    /// line ended or the buffer filled (a byte-at-a-time sender costs linear time).
-    parsed: usize,
 }
 
 enum Listener {
@@ -478,85 +453,6 @@ impl EventLoop {
         }
     }
 
-    /// Set up an endpoint connection; a monitor connection is answered at once.
-    fn accept_endpoint<S: Service>(
-        &mut self,
-        token: Token,
-        endpoint: Endpoint,
-        socket: Socket,
-        peer: String,
-        service: &mut S,
-    ) {
-        if self.raw.len() >= MAX_ENDPOINT_CONNS {
-            log::debug!("too many {endpoint:?} connections; closing the one from {peer}");
-            return;
-        }
-        let limit = match endpoint {
-            Endpoint::Monitor => MONITOR_INPUT,
-            Endpoint::Metrics => http::MAX_REQUEST,
-        };
-        let mut conn = Connection::new_raw(token, peer.clone(), socket, self.limits, limit);
-        if endpoint == Endpoint::Monitor {
-            conn.send_raw(service.report(Endpoint::Monitor).as_bytes());
-            conn.close_after_flush = true;
-        }
-        if let Err(e) = conn.register(self.poll.registry()) {
-            log::error!("cannot register connection from {peer}: {e}");
-            return;
-        }
-        self.conns.insert(token.0, conn);
-        self.raw.insert(
-            token.0,
-            RawState {
-                endpoint,
-                answered: endpoint == Endpoint::Monitor,
-                lingering: false,
-                parsed: 0,
-            },
-        );
-        self.raw_deadlines
-            .insert((Instant::now() + self.endpoint_timeout, token.0));
-        self.dirty.insert(token.0);
-    }
-
-    /// Read an endpoint connection's request and queue its answer once complete.
-    fn pump_raw<S: Service>(
-        &mut self,
-        id: usize,
-        service: &mut S,
-        out: &mut Outbox<S::Completion>,
-    ) {
-        let (Some(conn), Some(state)) = (self.conns.get_mut(&id), self.raw.get_mut(&id)) else {
-            return;
-        };
-        if state.lingering {
-            if let Err(why) = conn.discard_input() {
-                self.close(id, why, service, out);
-            }
-            return;
-        }
-        let read = conn.read_ready();
-        let input = conn.raw_input();
-        let fresh = &input[state.parsed.min(input.len())..];
-        let worth_parsing = fresh.contains(&b'\n') || input.len() >= http::MAX_REQUEST;
-        state.parsed = input.len();
-        if !state.answered && state.endpoint == Endpoint::Metrics && worth_parsing {
-            let mut render = || service.report(Endpoint::Metrics);
-            if let Some(answer) = http::respond(conn.raw_input(), &mut render) {
-                conn.send_raw(&answer);
-                conn.close_after_flush = true;
-                state.answered = true;
-                self.dirty.insert(id);
-            }
-        }
-        match read {
-            // A peer that half-closed after its request still gets the answer.
-            Err(CloseReason::PeerClosed) if state.answered => {}
-            Err(why) => self.close(id, why, service, out),
-            Ok(()) => {}
-        }
-    }
-
     fn conn_event<S: Service>(
         &mut self,
         id: usize,
@@ -721,34 +617,12 @@ impl EventLoop {
     fn flush_dirty<S: Service>(&mut self, service: &mut S, out: &mut Outbox<S::Completion>) {
         let ids: Vec<usize> = self.dirty.drain().collect();
         for id in ids {
+            if self.flush_raw(id, service, out) {
+                continue;
+            }
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
-            if let Some(state) = self.raw.get_mut(&id) {
-                // An answered endpoint connection: once the answer is out, shut our
-                // side down and linger until the peer closes (or the deadline).
-                if state.answered && conn.closing.is_none() {
-                    match conn.write_ready() {
-                        Err(why) => {
-                            self.close(id, why, service, out);
-                            continue;
-                        }
-                        Ok(()) if conn.flushed() && !state.lingering => {
-                            conn.shutdown_write();
-                            state.lingering = true;
-                            if let Err(why) = conn.discard_input() {
-                                self.close(id, why, service, out);
-                                continue;
-                            }
-                        }
-                        Ok(()) => {}
-                    }
-                    if let Err(e) = conn.update_interest(self.poll.registry()) {
-                        self.close(id, CloseReason::Io(e.to_string()), service, out);
-                    }
-                    continue;
-                }
-            }
             let was_paused = conn.input_paused();
             let result = conn.write_ready();
             let reason = match result {
