@@ -113,11 +113,23 @@ pub struct ScanProgress {
     pub total: u64,
 }
 
-/// A progress callback for [`FileStorage::open`]: called when a scan that rebuilds
-/// the index (or covers at least [`PROGRESS_STEP`] bytes) starts, every
-/// [`PROGRESS_STEP`] bytes, and when it ends.
+/// A step of [`FileStorage::open`] that may take long on a large storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenStep {
+    /// Reading an index file of this many bytes (reported from [`PROGRESS_STEP`] up).
+    LoadingIndex { bytes: u64 },
+    /// The forward scan: reported when a scan that rebuilds the index (or covers at
+    /// least [`PROGRESS_STEP`] bytes) starts, every [`PROGRESS_STEP`] bytes, and at
+    /// its end.
+    Scanning(ScanProgress),
+    /// Writing the rebuilt index (after a reported scan).
+    WritingIndex,
+}
+
+/// A progress callback for [`FileStorage::open`] (see [`OpenStep`]); the calls cost
+/// nothing between steps.
 #[derive(Clone)]
-pub struct ProgressFn(pub Arc<dyn Fn(ScanProgress) + Send + Sync>);
+pub struct ProgressFn(pub Arc<dyn Fn(OpenStep) + Send + Sync>);
 
 impl std::fmt::Debug for ProgressFn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -512,7 +524,19 @@ impl FileStorage {
         let mut from_index = None;
         // Time travel needs a scan from the start (an index describes the whole file;
         // Python uses it anyway and so ignores `stop` when an index exists).
+        let report = |step: OpenStep| {
+            if let Some(p) = &opts.progress {
+                (p.0)(step)
+            }
+        };
         if size > 0 && opts.stop.is_none() {
+            if let Some(bytes) = fs::metadata(&index_path)
+                .ok()
+                .map(|m| m.len())
+                .filter(|&n| n >= PROGRESS_STEP)
+            {
+                report(OpenStep::LoadingIndex { bytes });
+            }
             if let Ok(bytes) = fs::read(&index_path) {
                 match Index::from_file_bytes(&bytes) {
                     Ok((ix, pos)) => match check_sanity(&*file, size, &ix, pos) {
@@ -525,6 +549,9 @@ impl FileStorage {
         }
         let rebuilt = from_index.is_none();
         let (mut index, start, ltid) = from_index.unwrap_or((Index::new(), 4, Tid::ZERO));
+        // Report a rebuild with something to scan, or any long scan (not a new file).
+        let total = size.saturating_sub(start);
+        let reporting = (rebuilt && total > 0) || total >= PROGRESS_STEP;
         let res = if size == 0 {
             ScanResult {
                 end: 4,
@@ -532,19 +559,15 @@ impl FileStorage {
                 tail: Tail::Clean,
             }
         } else {
-            let total = size.saturating_sub(start);
-            let report = |done: u64| {
-                if let Some(p) = &opts.progress {
-                    (p.0)(ScanProgress {
-                        rebuilding: rebuilt,
-                        done,
-                        total,
-                    })
-                }
+            let scanned = |done: u64| {
+                report(OpenStep::Scanning(ScanProgress {
+                    rebuilding: rebuilt,
+                    done,
+                    total,
+                }))
             };
-            let reporting = rebuilt || total >= PROGRESS_STEP;
             if reporting {
-                report(0);
+                scanned(0);
             }
             let r = scan_with_progress(
                 &*file,
@@ -555,10 +578,10 @@ impl FileStorage {
                 &mut index,
                 opts.stop,
                 PROGRESS_STEP,
-                &mut |done| report(done),
+                &mut |done| scanned(done),
             )?;
             if reporting {
-                report(total);
+                scanned(total);
             }
             r
         };
@@ -619,6 +642,9 @@ impl FileStorage {
             pack_keep_old: AtomicBool::new(true),
         };
         if rebuilt && !opts.read_only {
+            if reporting {
+                report(OpenStep::WritingIndex);
+            }
             fs.write_index()?;
         }
         Ok(fs)
@@ -661,110 +687,4 @@ pub fn scan_image(data: &[u8]) -> SResult<(Index, ScanResult)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Random and mutated images: scan and the sanity check return, never panic.
-    #[test]
-    fn scan_never_panics_on_garbage() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut rnd = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let base = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/filestorage/undo.fs"
-        ))
-        .unwrap();
-        assert!(scan_image(&base).is_ok());
-        for _ in 0..5000 {
-            let mut b = base.clone();
-            for _ in 0..1 + rnd() % 6 {
-                let i = (rnd() % b.len() as u64) as usize;
-                b[i] = rnd() as u8;
-            }
-            if rnd() % 3 == 0 {
-                b.truncate((rnd() % b.len() as u64) as usize);
-            }
-            let _ = scan_image(&b);
-            let _ = crate::storage::filestorage::read::parse_image(&b);
-        }
-        for n in 0..200 {
-            let mut b = MAGIC.to_vec();
-            b.extend((0..n * 3).map(|_| rnd() as u8));
-            let _ = scan_image(&b);
-        }
-    }
-
-    /// An open that rebuilds the index reports its start and end; an open with a
-    /// valid index and a short tail reports nothing.
-    #[test]
-    fn open_reports_index_rebuild_progress() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("Data.fs");
-        std::fs::copy(
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/filestorage/undo.fs"
-            ),
-            &path,
-        )
-        .unwrap();
-        let size = std::fs::metadata(&path).unwrap().len();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let sink = seen.clone();
-        let opts = Options {
-            progress: Some(ProgressFn(Arc::new(move |p| sink.lock().unwrap().push(p)))),
-            ..Options::default()
-        };
-        let fs = FileStorage::open(&path, opts.clone()).unwrap();
-        fs.close_impl().unwrap();
-        drop(fs);
-        let got = std::mem::take(&mut *seen.lock().unwrap());
-        let total = size - 4;
-        assert_eq!(
-            got,
-            [
-                ScanProgress {
-                    rebuilding: true,
-                    done: 0,
-                    total
-                },
-                ScanProgress {
-                    rebuilding: true,
-                    done: total,
-                    total
-                }
-            ]
-        );
-        // Reports come every `step` bytes, at transaction boundaries, increasing.
-        let data = std::fs::read(&path).unwrap();
-        let (f, mut index) = (super::super::io::MemFile::new(data.clone()), Index::new());
-        let mut reports = Vec::new();
-        let r = scan_with_progress(
-            &f,
-            &path,
-            data.len() as u64,
-            4,
-            Tid::ZERO,
-            &mut index,
-            None,
-            500,
-            &mut |d| reports.push(d),
-        )
-        .unwrap();
-        assert!(reports.len() >= (data.len() - 4) / 500 / 2, "{reports:?}");
-        assert!(
-            reports.windows(2).all(|w| w[1] >= w[0] + 500),
-            "{reports:?}"
-        );
-        assert!(reports.iter().all(|&d| d < r.end));
-        // The index written at close is used now: no rebuild, nothing reported.
-        let fs = FileStorage::open(&path, opts).unwrap();
-        fs.close_impl().unwrap();
-        assert!(seen.lock().unwrap().is_empty());
-    }
-}
+mod tests;
