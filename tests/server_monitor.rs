@@ -296,7 +296,7 @@ fn hostile_endpoint_clients_do_not_stop_zeo_service() {
         .unwrap();
     assert_eq!(c.load_before(Oid(1), Tid::MAX).unwrap().unwrap().start, tid);
     assert!(
-        t0.elapsed() < Duration::from_secs(2),
+        t0.elapsed() < Duration::from_secs(5),
         "the loop was blocked"
     );
     // The monitor answers a client that never sends anything.
