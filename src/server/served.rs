@@ -45,6 +45,10 @@ pub struct Served {
     pub stats: Stats,
     /// `time.ctime()` of the server start.
     pub start: String,
+    /// Unix time the storage started being served (metrics).
+    pub started_at: f64,
+    /// Latency histograms of loadBefore, vote and tpc_finish (metrics).
+    pub latency: super::metrics::Latency,
 }
 
 const ZI: &str = "ZODB.interfaces";
@@ -89,6 +93,8 @@ impl Served {
             registered: BTreeSet::new(),
             stats: Stats::default(),
             start,
+            started_at: now_f64(),
+            latency: Default::default(),
         }
     }
 

@@ -297,7 +297,7 @@ impl ZeoService {
         let Some(t) = c.txn.as_mut() else {
             return false;
         };
-        let (keep, result) = match t.vote(&*storage) {
+        let (keep, result) = match served.latency.vote.time(|| t.vote(&*storage)) {
             Ok(VoteResult::Voted {
                 serials,
                 invalidated,
@@ -403,6 +403,7 @@ impl ZeoService {
         served.finishing = Some(id);
         let storage = served.storage.clone();
         out.spawn(move || {
+            let started = Instant::now();
             let result = storage.tpc_make_durable(&handle);
             Completion::Durable {
                 storage: sidx,
@@ -411,6 +412,7 @@ impl ZeoService {
                 invalidated,
                 handle,
                 result,
+                durable_for: started.elapsed(),
             }
         });
         Outcome::Later
@@ -427,11 +429,13 @@ impl ZeoService {
         invalidated: Vec<Oid>,
         handle: crate::storage::TxnHandle,
         durable: crate::storage::SResult<()>,
+        durable_for: Duration,
         out: &mut Outbox<Completion>,
     ) {
         let served = &mut self.storages[sidx];
         served.finishing = None;
         let storage = served.storage.clone();
+        let publishing = Instant::now();
         let finished = match durable {
             Ok(()) => storage.tpc_finish(handle),
             Err(e) => {
@@ -439,6 +443,11 @@ impl ZeoService {
                 Err(e)
             }
         };
+        // The finish histogram: the fsync on the worker plus the publication here.
+        served
+            .latency
+            .finish
+            .observe(durable_for + publishing.elapsed());
         let result = match finished {
             Ok(tid) => {
                 served.stats.commits += 1;

@@ -57,6 +57,8 @@ pub enum Completion {
         invalidated: Vec<Oid>,
         handle: crate::storage::TxnHandle,
         result: SResult<()>,
+        /// Time the worker spent making it durable (for the finish histogram).
+        durable_for: std::time::Duration,
     },
     /// An undoLog/undoInfo answer computed off the loop.
     Reply {
@@ -511,12 +513,29 @@ impl Service for ZeoService {
                 invalidated,
                 handle,
                 result,
-            } => self.finish_done(storage, conn, msgid, invalidated, handle, result, out),
+                durable_for,
+            } => self.finish_done(
+                storage,
+                conn,
+                msgid,
+                invalidated,
+                handle,
+                result,
+                durable_for,
+                out,
+            ),
         }
     }
 
     fn on_drained(&mut self, conn: ConnId, out: &mut Outbox<Completion>) {
         self.pump_blobs(conn, out);
+    }
+
+    fn report(&mut self, what: super::event_loop::Endpoint) -> String {
+        match what {
+            super::event_loop::Endpoint::Monitor => super::monitor::monitor_report(&self.storages),
+            super::event_loop::Endpoint::Metrics => super::monitor::metrics_report(&self.storages),
+        }
     }
 
     fn on_signal(&mut self, sig: Signal, out: &mut Outbox<Completion>) {

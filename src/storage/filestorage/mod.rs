@@ -51,6 +51,8 @@ pub struct Options {
     pub stop: Option<Tid>,
     /// Test hook: route Data.fs writes through a fault-injecting layer.
     pub faults: Option<Arc<FaultPlan>>,
+    /// Called with the progress of the open scan (index rebuild).
+    pub progress: Option<open::ProgressFn>,
 }
 
 /// The committed, reader-visible view.
