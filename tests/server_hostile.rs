@@ -182,6 +182,30 @@ fn four_gigabyte_length_prefix() {
     healthy(server.port, b"precious");
 }
 
+/// `max-message-size` in `<zeo>`: a store just under it is accepted, a message just
+/// over it closes that connection (the server keeps serving).
+#[test]
+fn configured_max_message_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ZeoServer::start(dir.path(), "  max-message-size 4KB", FS);
+    commit(server.port, 1, 0, &[b'x'; 3000]);
+    healthy(server.port, &[b'x'; 3000]);
+    let mut c = Conn::open(server.port, Some(b'Z'));
+    c.register();
+    c.call(
+        0,
+        "storea",
+        vec![b8(2), b8(0), Value::bytes(vec![b'y'; 5000]), Value::Int(7)],
+        true,
+    );
+    assert!(c.closed());
+    // Only the length prefix counts: the server does not wait for the body.
+    let mut c = Conn::open(server.port, Some(b'Z'));
+    c.raw(&4097u32.to_be_bytes());
+    assert!(c.closed());
+    healthy(server.port, &[b'x'; 3000]);
+}
+
 #[test]
 fn zero_length_message() {
     let (_d, server) = setup();

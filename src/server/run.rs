@@ -152,19 +152,23 @@ fn open_storage(
     }
 }
 
-/// Connection limits: the defaults, or `ZEO_MAX_MESSAGE_SIZE` / `ZEO_MAX_OUTPUT_BUFFER`
-/// (bytes) from the environment (no configuration key exists for them yet).
-fn limits() -> Limits {
+/// Connection limits: `max-message-size` / `max-output-buffer` from `<zeo>`, else
+/// `ZEO_MAX_MESSAGE_SIZE` / `ZEO_MAX_OUTPUT_BUFFER` (bytes) from the environment,
+/// else the defaults.
+fn limits(zeo: &crate::config::ZeoConfig) -> Limits {
     let mut l = Limits::default();
     let env = |k: &str| {
         std::env::var(k)
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
     };
-    if let Some(v) = env("ZEO_MAX_MESSAGE_SIZE") {
+    if let Some(v) = zeo.max_message_size.or_else(|| env("ZEO_MAX_MESSAGE_SIZE")) {
         l.max_message = v.max(1024);
     }
-    if let Some(v) = env("ZEO_MAX_OUTPUT_BUFFER") {
+    if let Some(v) = zeo
+        .max_output_buffer
+        .or_else(|| env("ZEO_MAX_OUTPUT_BUFFER"))
+    {
         l.max_output = v.max(64 * 1024);
         l.pause_input_at = l.pause_input_at.min(l.max_output / 2);
     }
@@ -207,7 +211,7 @@ pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> 
     } else {
         Encoding::Pickle
     };
-    let limits = limits();
+    let limits = limits(&cfg.zeo);
     let mut event_loop = EventLoop::new(limits)
         .map_err(|e| StartError(format!("cannot set up the event loop: {e}")))?;
     let addr = listen_address(&cfg.zeo.address)?;
