@@ -246,7 +246,7 @@ fn zeo_section(
     let limit = |key: &str, min: i64| -> Result<Option<usize>, ConfigError> {
         match k.get(key, units::byte_size)? {
             None => Ok(None),
-            Some(v) if v < min => Err(k.error(key, &format!("must be at least {min} bytes"))),
+            Some(v) if v < min => Err(k.error(key, format!("must be at least {min} bytes"))),
             Some(v) => Ok(Some(usize::try_from(v).unwrap_or(usize::MAX))),
         }
     };
