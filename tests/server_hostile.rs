@@ -500,3 +500,82 @@ fn non_reading_client_while_invalidations_pile_up() {
     healthy(server.port, b"v219");
     drop(lazy);
 }
+
+/// A committer that disconnects right after sending tpc_finish (while the server
+/// makes the transaction durable off its event loop): the transaction is committed
+/// anyway, the other clients are told, and the commit lock passes on.
+#[test]
+fn disconnect_right_after_tpc_finish() {
+    let (_d, server) = setup();
+    let serial = match loadbefore_tid(server.port) {
+        Some(t) => t,
+        None => panic!("no committed revision"),
+    };
+    let mut watcher = Conn::open(server.port, Some(b'Z'));
+    watcher.register();
+    for round in 0..20u64 {
+        let mut c = Conn::open(server.port, Some(b'Z'));
+        c.register();
+        let txn = Value::Int(100 + round as i128);
+        c.call(
+            0,
+            "tpc_begin",
+            vec![
+                txn.clone(),
+                Value::bytes(vec![]),
+                Value::bytes(vec![]),
+                Value::Dict(vec![]),
+                Value::None,
+                Value::str(" "),
+            ],
+            true,
+        );
+        let current = if round == 0 {
+            serial
+        } else {
+            loadbefore_tid(server.port).unwrap()
+        };
+        c.call(
+            0,
+            "storea",
+            vec![
+                b8(1),
+                b8(current),
+                Value::bytes(format!("round {round}").into_bytes()),
+                txn.clone(),
+            ],
+            true,
+        );
+        c.call(2, "vote", vec![txn.clone()], false);
+        assert_eq!(c.reply()[1], Value::Int(0));
+        c.call(3, "tpc_finish", vec![txn], false);
+        drop(c);
+        // The watcher hears of every one of these commits.
+        loop {
+            let f = watcher.next().expect("watcher lost its connection");
+            let Value::Tuple(t) = pickle::decode(&f, GlobalPolicy::ServerMessages).unwrap() else {
+                panic!("not a tuple")
+            };
+            if t[2] == Value::str("invalidateTransaction") {
+                break;
+            }
+        }
+    }
+    // Committed, durable and the lock is free: a normal commit goes through.
+    healthy(server.port, b"round 19");
+    let t = loadbefore_tid(server.port).unwrap();
+    commit(server.port, 999, t, b"after");
+    healthy(server.port, b"after");
+}
+
+/// The tid of oid 1's current revision.
+fn loadbefore_tid(port: u16) -> Option<u64> {
+    let mut c = Conn::open(port, Some(b'Z'));
+    c.register();
+    c.call(2, "loadBefore", vec![b8(1), b8(u64::MAX >> 1)], false);
+    let r = c.reply();
+    match r[3].as_seq()? {
+        [_, Value::Bytes(start), _] => Some(u64::from_be_bytes(start.as_slice().try_into().ok()?)),
+        _ => None,
+    }
+}
