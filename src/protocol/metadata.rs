@@ -70,6 +70,27 @@ pub fn history_entry(e: &HistoryEntry) -> Result<Value, ProtocolError> {
     Ok(merge(base, decode_extension(&e.extension)?))
 }
 
+/// One `history()` dict as Python's MappingStorage builds it: `time`, `tid`,
+/// `serial` (= tid), `user_name`, `description`, `extension` (the extension as one
+/// dict, not merged in), `size`. An unreadable extension becomes an empty dict.
+pub fn mapping_history_entry(e: &HistoryEntry) -> Value {
+    Value::Dict(vec![
+        (Value::str("time"), Value::Float(e.time)),
+        (Value::str("tid"), tidv(e.tid)),
+        (Value::str("serial"), tidv(e.tid)),
+        (Value::str("user_name"), Value::Bytes(e.user_name.clone())),
+        (
+            Value::str("description"),
+            Value::Bytes(e.description.clone()),
+        ),
+        (
+            Value::str("extension"),
+            Value::Dict(decode_extension(&e.extension).unwrap_or_default()),
+        ),
+        (Value::str("size"), Value::Int(e.size as i128)),
+    ])
+}
+
 /// One `undoLog`/`undoInfo` dict: `id`, `time`, `user_name`, `size`,
 /// `description`, then the extension's items (an unreadable extension is
 /// treated as empty, as ZODB does).

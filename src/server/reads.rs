@@ -11,7 +11,9 @@ use super::event_loop::{ConnId, Outbox};
 use super::served::{now_f64, Kind};
 use super::txn::BLOB_CHUNK;
 use super::zeo::{BlobStream, Completion, Iter, Outcome, ZeoService};
-use crate::protocol::metadata::{decode_extension, history_entry, undo_entry, undo_spec_matches};
+use crate::protocol::metadata::{
+    decode_extension, history_entry, mapping_history_entry, undo_entry, undo_spec_matches,
+};
 use crate::protocol::reply::{IterRecord, ReplyValue, ServerCall, TxnHeader};
 use crate::protocol::{Request, Value, WireError};
 use crate::storage::{Oid, PackOutcome, SResult, StorageError, Tid};
@@ -79,7 +81,12 @@ impl ZeoService {
                         "'>=' not supported between instances of 'int' and 'NoneType'",
                     ));
                 };
+                let mapping = self.storages[sidx].kind == Kind::Mapping;
                 match storage.history(oid, size.max(0) as usize) {
+                    Ok(entries) if mapping => {
+                        ReplyValue::Entries(entries.iter().map(mapping_history_entry).collect())
+                            .into()
+                    }
                     Ok(entries) => {
                         let mut v = Vec::new();
                         for e in &entries {

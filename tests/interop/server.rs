@@ -141,6 +141,47 @@ db1.close(); db2.close()
     );
 }
 
+/// `history` from a MappingStorage served by `zeo serve` has the keys and shape of
+/// Python's MappingStorage.history (serial, the extension as one dict), and from a
+/// FileStorage those of Python's FileStorage (extension items merged in).
+#[test]
+fn history_shapes_match_python_storages() {
+    let dir = tempfile::tempdir().unwrap();
+    let storages = format!("{FS}\n<mappingstorage m>\n</mappingstorage>");
+    let server = ZeoServer::start(dir.path(), "", &storages);
+    let out = run_python(
+        r#"
+import sys, transaction
+from ZEO.ClientStorage import ClientStorage
+from ZODB import DB, MappingStorage, FileStorage
+import tempfile, os
+def shape(storage):
+    db = DB(storage)
+    c = db.open()
+    c.root()['x'] = 1
+    t = transaction.get(); t.note('hello'); t.setExtendedInfo('k', 'v')
+    t.commit()
+    h = db.storage.history(b'\0' * 8)[0]
+    out = sorted((k, type(v).__name__) for k, v in h.items() if k not in ('time', 'size'))
+    out.append(('ext', h.get('extension', h.get('k'))))
+    db.close()
+    return out
+port = int(sys.argv[1])
+d = tempfile.mkdtemp()
+for zeo, py in ((ClientStorage(('127.0.0.1', port), storage='m'), MappingStorage.MappingStorage()),
+                (ClientStorage(('127.0.0.1', port), storage='1'), FileStorage.FileStorage(os.path.join(d, 'x.fs')))):
+    a, b = shape(zeo), shape(py)
+    print(a == b, a if a != b else '', b if a != b else '')
+"#,
+        &[&server.port.to_string()],
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["True", "True"],
+        "{out}"
+    );
+}
+
 /// Blobs uploaded to and downloaded from the server (a small one and one of 30 MB),
 /// and blobs through a shared blob directory.
 #[test]
