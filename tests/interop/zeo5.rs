@@ -489,41 +489,13 @@ print(read_msg())
     );
 }
 
-/// ZEO 5.4.1's own test classes (the groups `make test` runs for ZEO 6.2, see
+/// ZEO 5.4.1's own test classes (the quick subset of the groups, `--quick`; see
 /// tests/interop/conformance.rs) with ZEO 5's ClientStorage against `zeo serve`,
 /// through the same launcher substitution. `--check` holds them to the same list of
 /// expected failures in docs/compatibility.md: ZEO 5 finds nothing ZEO 6.2 does not.
 #[test]
 fn zeo5_upstream_conformance_against_zeo_serve() {
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(python_zeo5())
-        .arg(repo.join("tests/conformance/run_conformance.py"))
-        .args(["--server", "zeo", "--quick", "--check", "--jobs", "1"])
-        .args(["--test-timeout", "30", "--group-timeout", "200"])
-        .arg("--zeo-bin")
-        .arg(crate::common::zeo_bin())
-        .current_dir(dir.path())
-        .env("TMPDIR", dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "ZEO 5 conformance run failed ({}):\n{stdout}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout.lines().rev().find(|l| l.starts_with("conformance:"));
-    let passed: usize = last
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        passed >= 80,
-        "too few ZEO 5 conformance tests passed: {last:?}"
-    );
+    crate::conformance::run_conformance(&python_zeo5(), &["--quick", "--jobs", "1"], 80);
 }
 
 /// New oids on a fresh MappingStorage start at 1, as Python's MappingStorage (and
