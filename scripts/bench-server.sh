@@ -62,7 +62,9 @@ run_server() { # NAME COMMAND...
   {
     for c in 1 8 32; do "$gen" loads "$addr" "$secs" "$c" 1 "$max_oid" "$pid"; done
     "$gen" loads "$addr" "$secs" 8 16 "$max_oid" "$pid"
+    "$gen" fsync "$dir" 500 # the disk's limit right now: it varies with other I/O
     for n in 1 8; do "$gen" commits "$addr" "$secs" "$n" "$first_commit_oid" "$pid"; done
+    "$gen" fsync "$dir" 500
     "$gen" mixed "$addr" "$secs" 8 "$first_commit_oid" "$max_oid" "$pid"
   } | sed "s/^RESULT /RESULT $name /" | tee -a "$results"
   kill -TERM "$pid"
@@ -79,6 +81,7 @@ echo "load after ($(date -u +%T)): $(uptime)"
 # lower is better).
 awk '
   $1 != "RESULT" || $2 == "fsync" { next }
+  $3 == "fsync" { split($5, kv, "="); if (kv[2] + 0 > fs_rate[$2] + 0) fs_rate[$2] = kv[2]; next }
   {
     srv = $2; key = $3
     for (i = 4; i <= NF; i++) {
@@ -90,6 +93,7 @@ awk '
   }
   function r(a, b) { return (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "-" }
   END {
+    printf "fsync limit (best of the probes before and after the commit phases): runzeo run %s/s, zeo run %s/s\n", fs_rate["runzeo"], fs_rate["zeo"]
     printf "%-36s %-9s %10s %10s %7s\n", "phase", "figure", "runzeo", "zeo", "zeo/py"
     for (j = 1; j <= n; j++) {
       k = order[j]
@@ -98,6 +102,9 @@ awk '
         a = v["runzeo", k, fs[f]]; b = v["zeo", k, fs[f]]
         if (a == "" && b == "") continue
         printf "%-36s %-9s %10s %10s %7s\n", k, fs[f], a, b, r(b, a)
+      }
+      if (k ~ /^commits/) {
+        printf "%-36s %-9s %10s %10s\n", k, "of_fsync", r(v["runzeo", k, "rate"], fs_rate["runzeo"]), r(v["zeo", k, "rate"], fs_rate["zeo"])
       }
     }
   }' "$results"
