@@ -4,7 +4,8 @@
 //!
 //! It speaks the ZEO 5 protocol in the pickle encoding (greeting `Z5`, `register`,
 //! `loadBefore`, `tpc_begin`/`storea`/`vote`/`tpc_finish`) and is a client like
-//! ClientStorage as far as the server can tell.
+//! ClientStorage as far as the server can tell: loadBefore requests are byte for byte
+//! what ZEO 6.2's client sends (message id `(oid, tid)`, memo-less pickle).
 //!
 //! Subcommands (cargo appends `--bench`, which is ignored):
 //! - `wait ADDR SECS`: retry connecting and registering storage `1` until it works;
@@ -16,7 +17,9 @@
 //!   oid `FIRSTOID + i` in a loop (tpc_begin, storea, vote, tpc_finish);
 //! - `mixed ADDR SECS COMMITTERS FIRSTOID MAXOID PID`: the two at once, loads on one
 //!   connection with one request in flight (the latency figure);
-//! - `fsync DIR N`: append 100 bytes and fsync, N times, to a scratch file in DIR.
+//! - `fsync DIR N`: append 100 bytes and fsync, N times, to a scratch file in DIR;
+//! - `print-load OID`: the hex payload of the loadBefore request we send for OID
+//!   (to compare with ZEO's own encoder).
 //!
 //! Each measurement prints one `RESULT` line of `key=value` fields. Server CPU comes
 //! from `/proc/PID/stat` (utime + stime of all the server's threads, live or exited)
@@ -132,26 +135,50 @@ fn request(id: i64, method: &str, args: Vec<Value>) -> Vec<u8> {
     encode_frame(&pickle::encode(&msg).expect("encodable request")).expect("small frame")
 }
 
-fn load_request(id: i64, oid: u64) -> Vec<u8> {
-    request(
-        id,
-        "loadBefore",
-        vec![
-            Value::bytes(oid.to_be_bytes().to_vec()),
-            Value::bytes(MAX_TID),
-        ],
-    )
+/// A loadBefore request framed exactly as ZEO 6.2's ClientStorage sends it: message id
+/// `(oid, before)`, args the same tuple, pickled in its "fast" (memo-less) protocol 3.
+fn load_request(oid: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(67);
+    p.extend_from_slice(&63u32.to_be_bytes());
+    p.extend_from_slice(b"\x80\x03(");
+    let pair = |p: &mut Vec<u8>| {
+        p.extend_from_slice(b"C\x08");
+        p.extend_from_slice(&oid.to_be_bytes());
+        p.extend_from_slice(b"C\x08");
+        p.extend_from_slice(&MAX_TID);
+        p.push(0x86);
+    };
+    pair(&mut p);
+    p.extend_from_slice(b"\x89X\x0a\x00\x00\x00loadBefore");
+    pair(&mut p);
+    p.extend_from_slice(b"t.");
+    debug_assert_eq!(p.len(), 67);
+    p
 }
 
 /// A reply's (msgid, is_error), or None for a server call (invalidation, info).
-fn parse_reply(frame: &[u8]) -> (Option<i64>, bool) {
+fn parse_reply(frame: &[u8]) -> Option<(Value, bool)> {
     let v = pickle::decode(frame, GlobalPolicy::ServerMessages).expect("a decodable message");
-    let s = v.as_seq().expect("a 4-tuple message");
-    if s.len() != 4 || s[2].as_str() != Some(".reply") {
-        return (None, false);
+    let mut s = match v {
+        Value::Tuple(s) if s.len() == 4 => s,
+        other => panic!("not a 4-tuple message: {other:?}"),
+    };
+    if s[2].as_str() != Some(".reply") {
+        return None;
     }
-    let id = s[0].as_int().expect("an int msgid") as i64;
-    (Some(id), s[1].truthy())
+    let err = s[1].truthy();
+    Some((s.swap_remove(0), err))
+}
+
+/// The oid of a loadBefore message id `(oid, tid)`.
+fn msgid_oid(msgid: &Value) -> u64 {
+    msgid
+        .as_seq()
+        .and_then(|s| s.first())
+        .and_then(Value::as_bytes)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .expect("a loadBefore reply echoes its (oid, tid) message id")
 }
 
 /// Blocking handshake and register on a std stream; returns it ready for requests.
@@ -187,9 +214,9 @@ fn open_registered(addr: &str) -> std::io::Result<(TcpStream, FrameDecoder)> {
     loop {
         let f = next(&mut s, &mut dec)?;
         match parse_reply(&f) {
-            (Some(1), false) => return Ok((s, dec)),
-            (Some(_), _) => return Err(std::io::Error::other("register failed")),
-            (None, _) => continue,
+            Some((Value::Int(1), false)) => return Ok((s, dec)),
+            Some(_) => return Err(std::io::Error::other("register failed")),
+            None => continue,
         }
     }
 }
@@ -199,8 +226,8 @@ struct Conn {
     dec: FrameDecoder,
     out: Vec<u8>,
     out_pos: usize,
-    pending: VecDeque<(i64, Instant)>,
-    next_id: i64,
+    /// Oids of the loads in flight, with their send times.
+    pending: VecDeque<(u64, Instant)>,
 }
 
 impl Conn {
@@ -216,12 +243,17 @@ impl Conn {
         self.out.clear();
         self.out_pos = 0;
     }
+    /// Send a load of a random oid not already in flight here (ClientStorage never
+    /// has two loads of one (oid, tid) outstanding: it is their message id).
     fn send_load(&mut self, rng: &mut Rng, max_oid: u64) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let oid = rng.next() % (max_oid + 1);
-        self.out.extend_from_slice(&load_request(id, oid));
-        self.pending.push_back((id, Instant::now()));
+        let oid = loop {
+            let o = rng.next() % (max_oid + 1);
+            if !self.pending.iter().any(|(p, _)| *p == o) {
+                break o;
+            }
+        };
+        self.out.extend_from_slice(&load_request(oid));
+        self.pending.push_back((oid, Instant::now()));
     }
 }
 
@@ -262,7 +294,6 @@ fn run_loads(
             out: Vec::new(),
             out_pos: 0,
             pending: VecDeque::new(),
-            next_id: 2,
         });
     }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -320,13 +351,14 @@ fn run_loads(
             }
             let now = Instant::now();
             while let Some(frame) = c.dec.next_frame().expect("a valid frame") {
-                let (Some(id), err) = parse_reply(&frame) else {
+                let Some((msgid, err)) = parse_reply(&frame) else {
                     continue; // invalidations from the committers
                 };
+                let oid = msgid_oid(&msgid);
                 let pos = c
                     .pending
                     .iter()
-                    .position(|(i, _)| *i == id)
+                    .position(|(o, _)| *o == oid)
                     .expect("a reply to a request we sent");
                 let (_, sent) = c.pending.remove(pos).expect("present");
                 if sent >= t0 && now <= t_end {
@@ -582,11 +614,16 @@ fn main() {
             pid,
         ),
         ["fsync", dir, n] => fsync_limit(dir, num(n, "N")),
+        ["print-load", oid] => {
+            let frame = load_request(num(oid, "OID"));
+            let hex: String = frame[4..].iter().map(|b| format!("{b:02x}")).collect();
+            println!("{hex}");
+        }
         _ => {
             eprintln!(
                 "usage: server_load wait ADDR SECS | loads ADDR SECS CONNS INFLIGHT MAXOID PID | \
                  commits ADDR SECS COMMITTERS FIRSTOID PID | \
-                 mixed ADDR SECS COMMITTERS FIRSTOID MAXOID PID | fsync DIR N"
+                 mixed ADDR SECS COMMITTERS FIRSTOID MAXOID PID | fsync DIR N | print-load OID"
             );
             std::process::exit(2);
         }
