@@ -242,11 +242,18 @@ impl Connection {
     }
 
     /// Read what the socket has. Returns Err with the reason when the connection ends.
-    pub fn read_ready(&mut self) -> Result<(), CloseReason> {
-        READ_BUF.with(|buf| self.read_with(&mut buf.borrow_mut()))
+    ///
+    /// Without `until_would_block`, a plain socket read that does not fill the buffer
+    /// ends the round: Linux epoll signals every later arrival as a new edge, so the
+    /// socket is empty and the read that would only say WouldBlock is skipped (one
+    /// system call less per request). The caller asks for `until_would_block` when
+    /// the peer may have closed (the end of input is only seen by reading on) and
+    /// whenever it has no event in hand.
+    pub fn read_ready(&mut self, until_would_block: bool) -> Result<(), CloseReason> {
+        READ_BUF.with(|buf| self.read_with(&mut buf.borrow_mut(), until_would_block))
     }
 
-    fn read_with(&mut self, buf: &mut [u8]) -> Result<(), CloseReason> {
+    fn read_with(&mut self, buf: &mut [u8], until_would_block: bool) -> Result<(), CloseReason> {
         loop {
             if self.input_paused() {
                 return Ok(());
@@ -254,7 +261,12 @@ impl Connection {
             match self.socket.read(buf) {
                 Ok(0) => return Err(CloseReason::PeerClosed),
                 Ok(n) => match &mut self.tls {
-                    None => self.input.feed(&buf[..n]),
+                    None => {
+                        self.input.feed(&buf[..n]);
+                        if !until_would_block && n < buf.len() && cfg!(target_os = "linux") {
+                            return Ok(());
+                        }
+                    }
                     Some(tls) => {
                         let mut slice = &buf[..n];
                         while !slice.is_empty() {
