@@ -9,7 +9,9 @@
 # flight and 8 connections x 16 in flight; commits (tpc_begin, storea, vote,
 # tpc_finish of one small record) from 1 and 8 committers; loads on one connection
 # while 8 committers run. Server CPU per operation comes from /proc/PID/stat.
-# Environment: SECS (default 3), PORT (default 18765), OBJECTS (default 50000).
+# Environment: SECS (default 3), PORT (default 18765), OBJECTS (default 50000),
+# PHASES=loads (only the load phases), ZEO=path (another zeo binary, e.g. an older
+# build to compare with; by default target/ci/zeo is built and used).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-$here/.venv}
@@ -27,8 +29,10 @@ exe() { # the executable cargo reports for a bench target
   cargo bench --profile ci --no-run --bench "$1" 2>&1 |
     sed -n "s|.*Executable benches/$1.rs (\(.*\))|\1|p" | tail -1
 }
-cargo build --profile ci --bin zeo >/dev/null 2>&1
-zeo=$here/target/ci/zeo
+if [ -z "${ZEO:-}" ]; then
+  cargo build --profile ci --bin zeo >/dev/null 2>&1
+fi
+zeo=${ZEO:-$here/target/ci/zeo}
 gen=$(exe server_load)
 storage=$(exe storage)
 [ -x "$gen" ] && [ -x "$storage" ] || { echo "could not build the benchmark drivers" >&2; exit 1; }
@@ -62,6 +66,7 @@ run_server() { # NAME COMMAND...
   {
     for c in 1 8 32; do "$gen" loads "$addr" "$secs" "$c" 1 "$max_oid" "$pid"; done
     "$gen" loads "$addr" "$secs" 8 16 "$max_oid" "$pid"
+    [ "${PHASES:-all}" = loads ] && exit 0 # leaves this { } subshell only
     "$gen" fsync "$dir" 500 # the disk's limit right now: it varies with other I/O
     for n in 1 8; do "$gen" commits "$addr" "$secs" "$n" "$first_commit_oid" "$pid"; done
     "$gen" fsync "$dir" 500
