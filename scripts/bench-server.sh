@@ -98,7 +98,8 @@ awk '
   }
   function r(a, b) { return (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "-" }
   END {
-    printf "fsync limit (best of the probes before and after the commit phases): runzeo run %s/s, zeo run %s/s\n", fs_rate["runzeo"], fs_rate["zeo"]
+    if (fs_rate["zeo"] != "")
+      printf "fsync limit (best of the probes before and after the commit phases): runzeo run %s/s, zeo run %s/s\n", fs_rate["runzeo"], fs_rate["zeo"]
     printf "%-36s %-9s %10s %10s %7s\n", "phase", "figure", "runzeo", "zeo", "zeo/py"
     for (j = 1; j <= n; j++) {
       k = order[j]
