@@ -124,6 +124,28 @@ pub fn reopen() {
     }
 }
 
+/// Target prefix that marks an error record as CRITICAL (the `log` crate has no
+/// such level): `log::error!(target: "critical:ZEO.StorageServer", ...)` prints
+/// `CRITICAL ZEO.StorageServer ...`, as runzeo logs a transaction timeout.
+pub const CRITICAL_PREFIX: &str = "critical:";
+
+/// Python's level name and number, and the logger name, of a record.
+fn level_and_name<'a>(record: &'a log::Record<'_>) -> (&'static str, &'static str, &'a str) {
+    if record.level() == log::Level::Error {
+        if let Some(name) = record.target().strip_prefix(CRITICAL_PREFIX) {
+            return ("CRITICAL", "50", name);
+        }
+    }
+    let no = match record.level() {
+        log::Level::Error => "40",
+        log::Level::Warn => "30",
+        log::Level::Info => "20",
+        log::Level::Debug => "10",
+        log::Level::Trace => "5",
+    };
+    (level_name(record.level()), no, record.target())
+}
+
 /// Python's level names (ZConfig levels map onto the `log` crate's five).
 pub fn level_name(level: log::Level) -> &'static str {
     match level {
@@ -202,10 +224,11 @@ pub fn render(
         let conv_len = spec
             .find(|c: char| c.is_ascii_alphabetic())
             .map_or(0, |p| p + 1);
+        let (levelname, levelno, name) = level_and_name(record);
         let value = match key {
             "asctime" => local_time(dateformat, now),
-            "levelname" => level_name(record.level()).to_string(),
-            "name" => record.target().to_string(),
+            "levelname" => levelname.to_string(),
+            "name" => name.to_string(),
             "message" => record.args().to_string(),
             "process" => std::process::id().to_string(),
             "created" => format!(
@@ -214,14 +237,7 @@ pub fn render(
                     .map(|d| d.as_secs_f64())
                     .unwrap_or(0.0)
             ),
-            "levelno" => match record.level() {
-                log::Level::Error => "40",
-                log::Level::Warn => "30",
-                log::Level::Info => "20",
-                log::Level::Debug => "10",
-                log::Level::Trace => "5",
-            }
-            .to_string(),
+            "levelno" => levelno.to_string(),
             other => format!("%({other})"),
         };
         // Width and alignment, as Python's %-formatting applies them.
@@ -313,6 +329,37 @@ mod tests {
             t,
         );
         assert_eq!(line, "INFO    |%(foo)|    m");
+    }
+
+    #[test]
+    fn critical_prefix_prints_critical_and_the_plain_name() {
+        let args = format_args!("Transaction timeout after 1 seconds");
+        let r = log::Record::builder()
+            .args(args)
+            .level(log::Level::Error)
+            .target("critical:ZEO.StorageServer")
+            .build();
+        let line = render(
+            "%(levelname)s %(levelno)s %(name)s %(message)s",
+            "%Y",
+            &r,
+            std::time::UNIX_EPOCH,
+        );
+        assert_eq!(
+            line,
+            "CRITICAL 50 ZEO.StorageServer Transaction timeout after 1 seconds"
+        );
+        // Only at error level; elsewhere the prefix is just part of the name.
+        let args = format_args!("m");
+        let r = log::Record::builder()
+            .args(args)
+            .level(log::Level::Info)
+            .target("critical:x")
+            .build();
+        assert_eq!(
+            render("%(levelname)s %(name)s", "%Y", &r, std::time::UNIX_EPOCH),
+            "INFO critical:x"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! accepts what `json.loads` accepts, including `NaN`, `Infinity` and `-Infinity`.
 //! [`dumps`] writes what `json.dumps(value)` writes with default arguments (separators
 //! `", "` and `": "`, `ensure_ascii`), and [`float_repr`] is Python's `repr(float)`, so a
-//! status file written by either program is byte-for-byte the same.
+//! status file written by either program is byte-for-byte the same. [`write_str`] is
+//! the one JSON string escaper of the crate (also used, without `ensure_ascii`, by
+//! `config::json` for `--print-config`).
 
 use std::fmt::Write as _;
 
@@ -364,7 +366,7 @@ fn dump_into(out: &mut String, v: &Json) {
             out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" })
         }
         Json::Float(f) => out.push_str(&float_repr(*f)),
-        Json::Str(s) => dump_str(out, s),
+        Json::Str(s) => write_str(out, s, true),
         Json::Arr(items) => {
             out.push('[');
             for (n, item) in items.iter().enumerate() {
@@ -381,7 +383,7 @@ fn dump_into(out: &mut String, v: &Json) {
                 if n > 0 {
                     out.push_str(", ");
                 }
-                dump_str(out, k);
+                write_str(out, k, true);
                 out.push_str(": ");
                 dump_into(out, item);
             }
@@ -390,9 +392,12 @@ fn dump_into(out: &mut String, v: &Json) {
     }
 }
 
-/// A JSON string with `ensure_ascii`: non-ASCII as `\uXXXX` (surrogate pairs above
-/// U+FFFF), the short escapes Python uses, other controls as `\u00XX`.
-fn dump_str(out: &mut String, s: &str) {
+/// Append `s` as a JSON string literal exactly as Python's `json.dumps(s,
+/// ensure_ascii=...)` writes it: `\"`, `\\`, `\n`, `\r`, `\t`, `\b`, `\f`, other
+/// characters below U+0020 as `\u00XX`; with `ensure_ascii` everything outside
+/// printable ASCII (DEL included) as `\uXXXX` (surrogate pairs above U+FFFF), without
+/// it such characters are written as they are.
+pub fn write_str(out: &mut String, s: &str, ensure_ascii: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -404,6 +409,7 @@ fn dump_str(out: &mut String, s: &str) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             ' '..='~' => out.push(c),
+            c if !ensure_ascii && c >= ' ' => out.push(c),
             _ => {
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
@@ -531,6 +537,21 @@ mod tests {
         ] {
             assert_eq!(float_repr(f), want, "{f:e}");
         }
+    }
+
+    #[test]
+    fn write_str_matches_python_in_both_modes() {
+        // json.dumps(s) and json.dumps(s, ensure_ascii=False) in Python 3.11.
+        let s = "q\"\\\n\r\t\u{1}\u{8}\u{c}\u{1f}\u{7f}é😀 ~";
+        let mut ascii = String::new();
+        write_str(&mut ascii, s, true);
+        assert_eq!(
+            ascii,
+            r#""q\"\\\n\r\t\u0001\b\f\u001f\u007f\u00e9\ud83d\ude00 ~""#
+        );
+        let mut raw = String::new();
+        write_str(&mut raw, s, false);
+        assert_eq!(raw, "\"q\\\"\\\\\\n\\r\\t\\u0001\\b\\f\\u001f\u{7f}é😀 ~\"");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! A minimal JSON value and writer for `--print-config` (the crate has no JSON
 //! dependency). Non-finite floats are written as the strings "inf", "-inf", "nan";
-//! non-UTF-8 paths lossily.
+//! non-UTF-8 paths lossily. Strings are escaped by [`crate::pyjson::write_str`] as
+//! Python's `json.dumps(..., ensure_ascii=False)` does (non-ASCII kept as UTF-8).
 
+use crate::pyjson::write_str;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -54,7 +56,7 @@ impl Json {
             Json::Float(f) => {
                 let _ = write!(out, "{f:?}");
             }
-            Json::Str(s) => write_str(out, s),
+            Json::Str(s) => write_str(out, s, false),
             Json::Arr(items) if items.is_empty() => out.push_str("[]"),
             Json::Arr(items) => {
                 out.push('[');
@@ -73,7 +75,7 @@ impl Json {
                 for (i, (k, v)) in fields.iter().enumerate() {
                     out.push_str(if i == 0 { "\n" } else { ",\n" });
                     pad(out, indent + 1);
-                    write_str(out, k);
+                    write_str(out, k, false);
                     out.push_str(": ");
                     v.write(out, indent + 1);
                 }
@@ -91,24 +93,6 @@ fn pad(out: &mut String, indent: usize) {
     }
 }
 
-fn write_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,14 +102,14 @@ mod tests {
         let j = Json::obj(vec![
             ("a", Json::Int(-1)),
             ("b", Json::Float(1.0)),
-            ("c", Json::str("q\"\\\n\u{1}é")),
+            ("c", Json::str("q\"\\\n\u{1}\u{8}\u{7f}é")),
             ("d", Json::Arr(vec![Json::Null, Json::Bool(true)])),
             ("e", Json::Arr(vec![])),
             ("f", Json::Float(f64::INFINITY)),
         ]);
         assert_eq!(
             j.pretty(),
-            "{\n  \"a\": -1,\n  \"b\": 1.0,\n  \"c\": \"q\\\"\\\\\\n\\u0001é\",\n  \"d\": [\n    null,\n    true\n  ],\n  \"e\": [],\n  \"f\": \"inf\"\n}"
+            "{\n  \"a\": -1,\n  \"b\": 1.0,\n  \"c\": \"q\\\"\\\\\\n\\u0001\\b\u{7f}é\",\n  \"d\": [\n    null,\n    true\n  ],\n  \"e\": [],\n  \"f\": \"inf\"\n}"
         );
     }
 }

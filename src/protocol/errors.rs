@@ -70,6 +70,10 @@ impl WireError {
     pub fn pos_key(oid: Oid) -> Self {
         WireError::new(POS_KEY_ERROR, args(vec![oid_v(oid)]))
     }
+    /// `POSKeyError(None)`: a lookup of the oid `None` (history).
+    pub fn pos_key_none() -> Self {
+        WireError::new(POS_KEY_ERROR, args(vec![Value::None]))
+    }
     /// `POSKeyError(oid, serial)`: no such revision (`loadSerial`).
     pub fn pos_key_serial(oid: Oid, serial: Tid) -> Self {
         WireError::new(POS_KEY_ERROR, args(vec![oid_v(oid), tid_v(serial)]))

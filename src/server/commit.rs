@@ -6,7 +6,9 @@
 //!
 //! Invariants (spec zeo-protocol.md §9-10):
 //! - nothing touches the storage before vote; the lock is taken at vote and held until
-//!   tpc_finish/tpc_abort, or released at once when the vote fails or returns conflicts;
+//!   tpc_finish/tpc_abort, or released at once when the vote fails; a vote that returns
+//!   conflicts keeps it while the client resolves them and votes again (so the retry
+//!   cannot meet new conflicts);
 //! - waiters get the lock in arrival order; a connection is at most once in the queue;
 //! - a later store of an oid in the same buffer supersedes an earlier one, so a
 //!   resolved store sent after a conflict wins, and a blob store after `storea` wins;
@@ -84,8 +86,8 @@ pub enum VoteResult {
         serials: Vec<Oid>,
         invalidated: Vec<Oid>,
     },
-    /// Conflicts for the client to resolve; the storage transaction was aborted and
-    /// the lock must be released, but the buffer stays open.
+    /// Conflicts for the client to resolve; the storage transaction was aborted, the
+    /// buffer stays open and the connection keeps the commit lock for its next vote.
     Conflicts(Vec<Conflict>),
 }
 

@@ -20,10 +20,11 @@ use std::sync::Arc;
 const READ_CHUNK: usize = 64 * 1024;
 
 thread_local! {
-    /// The read buffer of the thread running the loop, reused for every readable
-    /// event (a fresh zeroed 64 KiB array each time was a measurable share of the
-    /// CPU a small load costs).
-    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+    /// The read buffers (socket bytes, then TLS plaintext) of the thread running the
+    /// loop, reused for every readable event (fresh zeroed 64 KiB arrays each time
+    /// were a measurable share of the CPU a small load costs).
+    static READ_BUF: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0; 2 * READ_CHUNK]);
 }
 
 /// The socket under a connection.
@@ -250,10 +251,21 @@ impl Connection {
     /// the peer may have closed (the end of input is only seen by reading on) and
     /// whenever it has no event in hand.
     pub fn read_ready(&mut self, until_would_block: bool) -> Result<(), CloseReason> {
-        READ_BUF.with(|buf| self.read_with(&mut buf.borrow_mut(), until_would_block))
+        READ_BUF.with(|bufs| {
+            let mut bufs = bufs.borrow_mut();
+            let (buf, plain) = bufs.split_at_mut(READ_CHUNK);
+            self.read_with(buf, plain, until_would_block)
+        })
     }
 
-    fn read_with(&mut self, buf: &mut [u8], until_would_block: bool) -> Result<(), CloseReason> {
+    /// [`Connection::read_ready`] with the socket buffer and, for TLS, the plaintext
+    /// buffer.
+    fn read_with(
+        &mut self,
+        buf: &mut [u8],
+        plain: &mut [u8],
+        until_would_block: bool,
+    ) -> Result<(), CloseReason> {
         loop {
             if self.input_paused() {
                 return Ok(());
@@ -277,14 +289,17 @@ impl Connection {
                                 let _ = tls.write_tls(&mut self.socket);
                                 return Err(CloseReason::Tls(e.to_string()));
                             }
-                        }
-                        let mut reader = tls.reader();
-                        loop {
-                            match reader.read(buf) {
-                                Ok(0) => return Err(CloseReason::PeerClosed),
-                                Ok(m) => self.input.feed(&buf[..m]),
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                                Err(e) => return Err(CloseReason::Tls(e.to_string())),
+                            // Drain the plaintext after every batch of records: rustls
+                            // refuses more once its plaintext buffer is full, and one
+                            // socket read can carry many records of a large message.
+                            let mut reader = tls.reader();
+                            loop {
+                                match reader.read(plain) {
+                                    Ok(0) => return Err(CloseReason::PeerClosed),
+                                    Ok(m) => self.input.feed(&plain[..m]),
+                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                    Err(e) => return Err(CloseReason::Tls(e.to_string())),
+                                }
                             }
                         }
                     }
@@ -302,20 +317,31 @@ impl Connection {
     /// Write as much queued output as the socket takes.
     pub fn write_ready(&mut self) -> Result<(), CloseReason> {
         if let Some(tls) = &mut self.tls {
-            // Move plaintext into the TLS session, then flush its records.
-            if self.outpos < self.out.len() && !tls.is_handshaking() {
-                let n = tls
-                    .writer()
-                    .write(&self.out[self.outpos..])
-                    .map_err(|e| CloseReason::Tls(e.to_string()))?;
-                self.outpos += n;
-            }
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.socket) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(CloseReason::Io(e.to_string())),
+            // Move plaintext into the TLS session and flush its records, until the
+            // socket would block or nothing is left: the session takes only a bounded
+            // amount of plaintext at a time, and readiness is edge-triggered, so
+            // stopping while the socket is still writable would stall the stream.
+            'fill: loop {
+                if self.outpos < self.out.len() && !tls.is_handshaking() {
+                    let n = tls
+                        .writer()
+                        .write(&self.out[self.outpos..])
+                        .map_err(|e| CloseReason::Tls(e.to_string()))?;
+                    self.outpos += n;
+                }
+                if !tls.wants_write() {
+                    break;
+                }
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.socket) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 'fill,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(CloseReason::Io(e.to_string())),
+                    }
+                }
+                if self.outpos == self.out.len() || tls.is_handshaking() {
+                    break;
                 }
             }
         } else {

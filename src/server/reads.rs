@@ -70,6 +70,9 @@ impl ZeoService {
                 Err(e) => wire(e),
             },
             R::History { oid, size } => {
+                let Some(oid) = oid else {
+                    return Outcome::Error(WireError::pos_key_none());
+                };
                 let Some(size) = size else {
                     return Outcome::Error(WireError::type_error(
                         "'>=' not supported between instances of 'int' and 'NoneType'",

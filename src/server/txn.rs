@@ -253,6 +253,14 @@ impl ZeoService {
                 return Outcome::Error(WireError::storage_transaction_ids(Value::None, txn.clone()))
             }
         }
+        // After returning conflicts the connection keeps the lock while it resolves
+        // them, so its next vote runs at once against an unchanged database.
+        if self.storages[sidx].lock.holder() == Some(id) && c.voted.is_none() {
+            if !self.run_vote(id, sidx, msgid, out) {
+                self.release_lock(id, sidx, out);
+            }
+            return Outcome::Later;
+        }
         match self.storages[sidx].lock.request(id, now_f64()) {
             Err(e) => Outcome::Error(WireError::storage_transaction(e.message())),
             Ok(true) => {
@@ -306,7 +314,10 @@ impl ZeoService {
                         data: c.data,
                     })
                     .collect();
-                (false, Ok(ReplyValue::Vote(items).to_value()))
+                // Keep the lock: the client resolves and votes again, and no other
+                // commit may slip in between (otherwise a busy object can make the
+                // client give up after its retry limit and finish unvoted).
+                (true, Ok(ReplyValue::Vote(items).to_value()))
             }
             Err(e) => {
                 let w = WireError::from_storage(&e);
@@ -371,6 +382,10 @@ impl ZeoService {
             return Outcome::Reply(Value::None);
         }
         if c.voted.is_none() {
+            // The client finishes a transaction it never voted successfully (its
+            // conflict-resolution retries ran out): abort it and free the lock, or
+            // nothing else could ever commit.
+            self.abort_txn(id, out);
             return Outcome::Error(WireError::assertion_error("finished called wo lock"));
         }
         let invalidated = c.voted.take().unwrap_or_default();
@@ -478,7 +493,7 @@ impl ZeoService {
             return;
         }
         let secs = self.opts.transaction_timeout.unwrap_or(0.0);
-        log::error!(target: LOG, "CRITICAL ({}) Transaction timeout after {secs} seconds", self.peer(id));
+        log::error!(target: "critical:ZEO.StorageServer", "({}) Transaction timeout after {secs} seconds", self.peer(id));
         out.close(id, format!("transaction timeout after {secs} seconds"));
     }
 }

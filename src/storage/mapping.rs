@@ -278,7 +278,9 @@ impl Storage for MappingStorage {
         let mut inner = self.lock();
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let next = inner.max_oid.map_or(Oid(0), |m| Oid(m.0 + 1));
+            // Oid 0 is the root: like FileStorage and Python's MappingStorage, the first new
+            // oid is 1.
+            let next = inner.max_oid.map_or(Oid(1), |m| Oid(m.0 + 1));
             inner.max_oid = Some(next);
             out.push(next);
         }

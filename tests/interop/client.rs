@@ -1,66 +1,27 @@
 //! Our blocking client against Python's runzeo (ZEO 6.2 from the virtualenv), in both
 //! encodings: handshake, register, loads, errors as (class, state), ruok, pack.
 
-use crate::common::python;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use crate::common::{free_port, RunZeo};
+use std::process::Command;
 use zeo::client::{Client, ClientError, Options, ServerAddress};
 use zeo::protocol::value::Value;
 use zeo::storage::{Oid, Tid};
 
-/// A runzeo process on a free loopback port, killed on drop.
+/// A runzeo serving one fresh FileStorage; stopped on drop.
 pub struct PyServer {
-    child: Child,
     pub addr: ServerAddress,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    _runzeo: RunZeo,
 }
 
 /// Start runzeo serving a fresh FileStorage; `msgpack` selects the M5 greeting.
 pub fn start_runzeo(msgpack: bool) -> PyServer {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let conf = dir.path().join("zeo.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "<zeo>\n  address 127.0.0.1:{port}\n  msgpack {}\n</zeo>\n<filestorage 1>\n  path {}\n</filestorage>\n",
-            if msgpack { "true" } else { "false" },
-            dir.path().join("Data.fs").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(python())
-        .args(["-m", "ZEO.runzeo", "-C"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = ServerAddress::Tcp(format!("127.0.0.1:{port}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "runzeo did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let runzeo = RunZeo::start(
+        &format!("  msgpack {}", if msgpack { "true" } else { "false" }),
+        "<filestorage 1>\n  path Data.fs\n</filestorage>",
+    );
     PyServer {
-        child,
-        addr,
-        _dir: dir,
+        addr: ServerAddress::Tcp(runzeo.addr()),
+        _runzeo: runzeo,
     }
 }
 

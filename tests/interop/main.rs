@@ -17,4 +17,5 @@ mod server;
 mod server_support;
 mod tls;
 mod up;
+mod zeo5;
 mod zookeeper;

@@ -378,9 +378,14 @@ port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 ctx = ssl.create_default_context(cafile=ca)
 ctx.load_cert_chain(cert, key)
 db = ZEO.DB(('127.0.0.1', port), ssl=ctx, ssl_server_hostname='localhost')
-c = db.open(); c.root()['t'] = 'tls'; transaction.commit(); db.close()
+c = db.open(); c.root()['t'] = 'tls'
+# A message of several MB arrives as many TLS records in one socket read (this
+# once overflowed rustls' plaintext buffer and reset the connection).
+c.root()['big'] = b'x' * 3_000_000
+transaction.commit(); db.close()
 db = ZEO.DB(('127.0.0.1', port), ssl=ctx, ssl_server_hostname='localhost')
-print(db.open().root()['t'])
+r = db.open().root()
+print(r['t'], len(r['big']))
 db.close()
 bare = ssl.create_default_context(cafile=ca)
 try:
@@ -398,6 +403,6 @@ except Exception as e:
     );
     assert_eq!(
         out.split_whitespace().collect::<Vec<_>>(),
-        ["tls", "refused"]
+        ["tls", "3000000", "refused"]
     );
 }

@@ -10,9 +10,7 @@
 #[path = "../tls_support/mod.rs"]
 mod tls_support;
 
-use super::common::{python, python_output};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use super::common::{python_output, PyProcess};
 use tls_support::{fx, start_echo, wait_close, zeo_ssl};
 use zeo::config::{Authenticate, SslConfig};
 use zeo::server::CloseReason;
@@ -76,8 +74,11 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
-/// The Python server, killed when dropped.
-struct PyServer(Child, u16);
+/// The Python server (killed when dropped) and its port.
+struct PyServer {
+    _process: PyProcess,
+    port: u16,
+}
 
 impl PyServer {
     fn start(ssl: &SslConfig) -> PyServer {
@@ -85,29 +86,24 @@ impl PyServer {
             Authenticate::File(p) | Authenticate::Dir(p) => p.clone(),
             Authenticate::Dynamic => unreachable!(),
         };
-        let mut child = Command::new(python())
-            .arg("-c")
-            .arg(SERVER)
-            .arg(&ssl.certificate)
-            .arg(ssl.key.as_ref().unwrap())
-            .arg(auth)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("python server port");
-        PyServer(child, port)
-    }
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let mut process = PyProcess::spawn(
+            "the Python TLS echo server",
+            &[
+                "-c".as_ref(),
+                SERVER.as_ref(),
+                ssl.certificate.as_os_str(),
+                ssl.key.as_ref().unwrap().as_os_str(),
+                auth.as_os_str(),
+            ],
+            None,
+            None,
+            true,
+        );
+        let port = process.read_port();
+        PyServer {
+            _process: process,
+            port,
+        }
     }
 }
 
@@ -131,7 +127,7 @@ fn compare(ssl: &SslConfig, cases: &[Case]) {
     let theirs = PyServer::start(ssl);
     for (cert, hostname, ca, expected) in cases {
         let a = py_client(ours.port(), *cert, hostname, ca);
-        let b = py_client(theirs.1, *cert, hostname, ca);
+        let b = py_client(theirs.port, *cert, hostname, ca);
         assert_eq!(
             a, b,
             "zeo vs runzeo-style server for {cert:?} {hostname} {ca}"

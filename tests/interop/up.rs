@@ -3,33 +3,24 @@
 //! (OK, empty storage, unreachable, metrics, rates from a shared status file), and the
 //! zeoup-style check with its write check leaves Data.fs unchanged.
 
-use crate::common::{venv, zeo_bin};
+use crate::common::{free_port, venv, zeo_bin, RunZeo};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 use zeo::client::{Client, Options, ServerAddress};
 use zeo::storage::{Oid, Tid};
 
-/// A runzeo process serving FileStorages named `names`, killed on drop.
+/// A runzeo serving FileStorages named `names` (`NAME.fs`); stopped on drop.
 struct Server {
-    child: Child,
+    runzeo: RunZeo,
     port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
     fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.runzeo.addr()
     }
     fn data_fs(&self, name: &str) -> PathBuf {
-        self.dir.path().join(format!("{name}.fs"))
+        self.runzeo.path(&format!("{name}.fs"))
     }
     fn client(&self, storage: &str) -> Client {
         let mut c = Client::connect(&ServerAddress::Tcp(self.addr()), &Options::default())
@@ -39,39 +30,16 @@ impl Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start(names: &[&str], read_only: bool) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut conf = format!("<zeo>\n  address 127.0.0.1:{port}\n  read-only {read_only}\n</zeo>\n");
-    for n in names {
-        conf.push_str(&format!(
-            "<filestorage {n}>\n  path {}\n</filestorage>\n",
-            dir.path().join(format!("{n}.fs")).display()
-        ));
+    let storages: String = names
+        .iter()
+        .map(|n| format!("<filestorage {n}>\n  path {n}.fs\n</filestorage>\n"))
+        .collect();
+    let runzeo = RunZeo::start(&format!("  read-only {read_only}"), &storages);
+    Server {
+        port: runzeo.port,
+        runzeo,
     }
-    let conf_path = dir.path().join("zeo.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(venv().join("bin/python"))
-        .args(["-m", "ZEO.runzeo", "-C"])
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "runzeo did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, port, dir }
 }
 
 /// Commit a PersistentMapping as the root object (oid 0) of a fresh storage.

@@ -399,6 +399,35 @@ impl<'a> Decoder<'a> {
                     items,
                 })
             }
+            Some(GlobalKind::DictLike) => {
+                let pairs = match argv.as_slice() {
+                    [] => Vec::new(),
+                    [it] => match &self.nodes[*it] {
+                        Node::Dict(d) => d.clone(),
+                        Node::List(v) | Node::Tuple(v) => {
+                            let mut pairs = Vec::with_capacity(v.len());
+                            for item in v {
+                                match &self.nodes[*item] {
+                                    Node::Tuple(kv) | Node::List(kv) if kv.len() == 2 => {
+                                        pairs.push((kv[0], kv[1]))
+                                    }
+                                    _ => {
+                                        return Err(
+                                            self.err("dict() of something that is not pairs", at)
+                                        )
+                                    }
+                                }
+                            }
+                            pairs
+                        }
+                        _ => return Err(self.err("dict() of a non-sequence", at)),
+                    },
+                    _ => return Err(self.err("dict() takes at most one argument", at)),
+                };
+                let ids: Vec<NodeId> = pairs.iter().flat_map(|(k, v)| [*k, *v]).collect();
+                self.mark_shared(&ids);
+                Ok(Node::Dict(pairs))
+            }
             Some(GlobalKind::Recon) => {
                 let [cls, state] = argv.as_slice() else {
                     return Err(self.err("_recon needs (class, state)", at));

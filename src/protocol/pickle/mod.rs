@@ -3,7 +3,8 @@
 //! Decoding accepts pickles with a `PROTO 2` or `PROTO 3` header using only the
 //! opcodes ZEO peers emit (listed in [`ACCEPTED_OPCODES`]: the §4.1 set plus the
 //! memo opcodes the stdlib pickler adds), and resolves only an explicit allowlist
-//! of globals ([`GlobalPolicy`]): `builtins.set`/`frozenset` and
+//! of globals ([`GlobalPolicy`]): `builtins.set`/`frozenset`, `builtins.dict` (a
+//! dict subclass pickled by its `__reduce__`, as in a transaction extension) and
 //! `ZopeUndo.Prefix.Prefix` from clients; additionally `ZODB.POSException._recon`
 //! and the POSException classes when reading a Python server's replies. Nothing is
 //! ever called: allowed globals become inert [`Value`](crate::protocol::Value) nodes.
@@ -64,7 +65,7 @@ pub const ACCEPTED_OPCODES: &[&str] = &[
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GlobalPolicy {
     /// A server reading client messages: `builtins.set`, `builtins.frozenset`,
-    /// `ZopeUndo.Prefix.Prefix`.
+    /// `builtins.dict`, `ZopeUndo.Prefix.Prefix`.
     ClientMessages,
     /// A client reading server messages: the above plus `ZODB.POSException._recon`
     /// and the `ZODB.POSException` exception classes it rebuilds.
@@ -93,6 +94,7 @@ const POS_EXCEPTIONS: &[&str] = &[
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GlobalKind {
     SetLike,
+    DictLike,
     NewObjClass,
     Recon,
     ExceptionClass,
@@ -105,6 +107,7 @@ pub(crate) fn classify_global(
 ) -> Option<GlobalKind> {
     match (module, name) {
         ("builtins" | "__builtin__", "set" | "frozenset") => Some(GlobalKind::SetLike),
+        ("builtins" | "__builtin__", "dict") => Some(GlobalKind::DictLike),
         ("ZopeUndo.Prefix", "Prefix") => Some(GlobalKind::NewObjClass),
         ("ZODB.POSException", "_recon") if policy == GlobalPolicy::ServerMessages => {
             Some(GlobalKind::Recon)
@@ -179,6 +182,26 @@ mod tests {
         let v = decode(&p, GlobalPolicy::ClientMessages).unwrap();
         let l = Value::List(vec![Value::Int(1), Value::Int(2)]);
         assert_eq!(v, Value::Tuple(vec![l.clone(), l]));
+    }
+
+    #[test]
+    fn dict_subclass_reduced_to_builtins_dict() {
+        // zodbpickle protocol 3 of `ext(foo=1)` where ext.__reduce__ returns
+        // (dict, (tuple(items),)), as a transaction extension arrives.
+        let p = hex(
+            "8003636275696c74696e730a646963740a71005803000000666f6f71014b01\
+                     8671028571038571045271052e",
+        );
+        let v = decode(&p, GlobalPolicy::ClientMessages).unwrap();
+        assert_eq!(v, Value::Dict(vec![(Value::str("foo"), Value::Int(1))]));
+        let empty = hex("8003636275696c74696e730a646963740a7100298571015271022e");
+        assert_eq!(
+            decode(&empty, GlobalPolicy::ClientMessages).unwrap(),
+            Value::Dict(vec![])
+        );
+        // dict() of something that is not pairs is refused, not guessed at.
+        let bad = hex("8003636275696c74696e730a646963740a4b0185522e");
+        assert!(decode(&bad, GlobalPolicy::ClientMessages).is_err());
     }
 
     #[test]

@@ -268,3 +268,12 @@ fn restore_uses_backpointers_for_identical_data() {
         .tpc_begin(&meta("r"), Some(Tid(0x03f8f8b000000001)), TxnStatus::Normal)
         .is_err());
 }
+
+#[test]
+fn new_oids_never_hand_out_the_root_oid() {
+    let s = storage();
+    assert_eq!(s.new_oids(2).unwrap(), vec![Oid(1), Oid(2)]);
+    let s = storage();
+    commit(&s, &[(0, Tid::ZERO, b"root")]);
+    assert_eq!(s.new_oids(1).unwrap(), vec![Oid(1)]);
+}
