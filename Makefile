@@ -9,7 +9,7 @@ TARGET ?= x86_64-unknown-linux-gnu
 RELEASE_BIN := target/$(TARGET)/release/zeo
 export ZEO_TEST_VENV := $(VENV)
 
-.PHONY: all release install test venv test-interop lint bench generated clean zookeeper
+.PHONY: all release install test venv test-interop lint bench generated clean zookeeper curl
 
 all: release
 
@@ -28,6 +28,11 @@ venv:
 zookeeper:
 	scripts/setup-zookeeper.sh
 test test-interop: zookeeper
+
+# curl, the HTTP client the monitoring endpoint tests (tests/server_monitor.rs) use.
+curl:
+	scripts/setup-curl.sh
+test: curl
 
 # Everything: Rust unit and integration tests, including tests/interop/ which drives
 # real Python ZODB/ZEO from the pinned virtualenv (created on first use).

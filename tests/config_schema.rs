@@ -92,6 +92,7 @@ fn zeo_defaults() {
     assert_eq!(z.ssl, None);
     assert_eq!(z.monitor_address, None);
     assert_eq!(z.metrics_address, None);
+    assert_eq!((z.max_message_size, z.max_output_buffer), (None, None));
     assert!(c.eventlog.is_none() && c.zookeeper.is_none() && c.warnings.is_empty());
 }
 
@@ -100,7 +101,8 @@ fn zeo_every_key() {
     let c = ok(&zeo_with(
         "read-only on\ninvalidation-queue-size 5_000\ninvalidation-age 90.5\n\
          transaction-timeout 30\nclient-conflict-resolution YES\nmsgpack false\n\
-         pid-filename ~/zeo.pid\nmonitor-address 127.0.0.1:8101\nmetrics-address [::1]:9100",
+         pid-filename ~/zeo.pid\nmonitor-address 127.0.0.1:8101\nmetrics-address [::1]:9100\n\
+         max-message-size 64MB\nmax-output-buffer 65536",
     ));
     let z = &c.zeo;
     assert!(z.read_only);
@@ -113,6 +115,8 @@ fn zeo_every_key() {
     assert_eq!(z.pid_filename, Some(PathBuf::from("/home/z/zeo.pid")));
     assert_eq!(z.monitor_address, Some(tcp("127.0.0.1", 8101)));
     assert_eq!(z.metrics_address, Some(tcp("::1", 9100)));
+    assert_eq!(z.max_message_size, Some(64 << 20));
+    assert_eq!(z.max_output_buffer, Some(65536));
 }
 
 #[test]
@@ -153,6 +157,9 @@ fn zeo_errors() {
         ("msgpack 0", "msgpack"),
         ("pid-filename /nonexistent/zeo.pid", "pid-filename"),
         ("monitor-address host:99999", "monitor-address"),
+        ("max-message-size 1000", "max-message-size"),
+        ("max-message-size lots", "max-message-size"),
+        ("max-output-buffer 1KB", "max-output-buffer"),
         ("read-only true\nREAD-ONLY false", "READ-ONLY"),
     ] {
         let (line, k, _) = err(&zeo_with(keys));

@@ -449,3 +449,62 @@ fn readers_run_while_a_transaction_is_in_progress() {
     let t2 = s.tpc_finish(t).unwrap();
     assert!(waiter.join().unwrap() > t2);
 }
+
+/// `tpc_make_durable` (run off the server's event loop) flips the status and
+/// fsyncs, yet readers see nothing new until `tpc_finish` publishes; a reopen after
+/// durable-but-unpublished finds the transaction (it is on disk, complete).
+#[test]
+fn make_durable_then_publish() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("Data.fs");
+    let s = open(&p);
+    let t1 = commit(&s, &[(0, Tid::ZERO, mapping_pickle("a"))]);
+    let t = s.tpc_begin(&meta("d"), None, TxnStatus::Normal).unwrap();
+    s.store(&t, Oid(0), t1, &mapping_pickle("b")).unwrap();
+    s.tpc_vote(&t).unwrap();
+    s.tpc_make_durable(&t).unwrap();
+    // Durable: a copy of the file as it is now opens with the transaction in it
+    // (a 'c' status would be dropped as unfinished).
+    let copy = d.path().join("copy.fs");
+    fs::copy(&p, &copy).unwrap();
+    let c = open(&copy);
+    assert_eq!(c.load(Oid(0)).unwrap(), (mapping_pickle("b"), t.tid));
+    c.close().unwrap();
+    // Not visible yet.
+    assert_eq!(s.last_transaction(), t1);
+    assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("a"), t1));
+    // A second call is harmless; finish publishes without another flip.
+    s.tpc_make_durable(&t).unwrap();
+    let t2 = s.tpc_finish(t).unwrap();
+    assert_eq!(s.last_transaction(), t2);
+    assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("b"), t2));
+    s.close().unwrap();
+    let s = open(&p);
+    assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("b"), t2));
+
+    // Durable, then the process "dies" before publishing: drop without finish.
+    let t = s.tpc_begin(&meta("e"), None, TxnStatus::Normal).unwrap();
+    s.store(&t, Oid(0), t2, &mapping_pickle("c")).unwrap();
+    s.tpc_vote(&t).unwrap();
+    s.tpc_make_durable(&t).unwrap();
+    let t3 = t.tid;
+    let _unfinished = t;
+    drop(s);
+    let s = open(&p);
+    assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("c"), t3));
+}
+
+/// A stale or unvoted handle is refused by `tpc_make_durable`.
+#[test]
+fn make_durable_needs_the_voted_transaction() {
+    let d = tempfile::tempdir().unwrap();
+    let s = open(&d.path().join("Data.fs"));
+    let t = s.tpc_begin(&meta("u"), None, TxnStatus::Normal).unwrap();
+    s.store(&t, Oid(0), Tid::ZERO, &mapping_pickle("a"))
+        .unwrap();
+    assert!(matches!(
+        s.tpc_make_durable(&t),
+        Err(StorageError::Transaction(_))
+    ));
+    s.tpc_abort(t);
+}

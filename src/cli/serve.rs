@@ -88,6 +88,8 @@ fn default_zeo(address: ListenAddress) -> ZeoConfig {
         ssl: None,
         monitor_address: None,
         metrics_address: None,
+        max_message_size: None,
+        max_output_buffer: None,
     }
 }
 

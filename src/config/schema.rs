@@ -46,6 +46,12 @@ pub struct ZeoConfig {
     pub monitor_address: Option<ListenAddress>,
     /// Extension: where to serve metrics (later issue).
     pub metrics_address: Option<ListenAddress>,
+    /// Extension: largest inbound message in bytes (unset: env
+    /// `ZEO_MAX_MESSAGE_SIZE`, else 512 MiB).
+    pub max_message_size: Option<usize>,
+    /// Extension: unsent output in bytes before a client that does not read is
+    /// disconnected (unset: env `ZEO_MAX_OUTPUT_BUFFER`, else 256 MiB).
+    pub max_output_buffer: Option<usize>,
 }
 
 impl ZeoConfig {
@@ -377,6 +383,14 @@ impl ServerConfig {
             ),
             ("monitor_address", opt(&z.monitor_address, address_json)),
             ("metrics_address", opt(&z.metrics_address, address_json)),
+            (
+                "max_message_size",
+                opt(&z.max_message_size, |v| Json::Int(*v as i64)),
+            ),
+            (
+                "max_output_buffer",
+                opt(&z.max_output_buffer, |v| Json::Int(*v as i64)),
+            ),
         ]);
         let storages = Json::Arr(
             self.storages

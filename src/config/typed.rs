@@ -224,6 +224,8 @@ fn zeo_section(
             "msgpack",
             "monitor-address",
             "metrics-address",
+            "max-message-size",
+            "max-output-buffer",
         ],
     )?;
     check_unique_names(s)?;
@@ -241,6 +243,15 @@ fn zeo_section(
     let invalidation_queue_size = usize::try_from(queue)
         .map_err(|_| k.error("invalidation-queue-size", "must not be negative"))?;
     let pid = k.get("pid-filename", |v| units::existing_dirpath(v, host))?;
+    let limit = |key: &str, min: i64| -> Result<Option<usize>, ConfigError> {
+        match k.get(key, units::byte_size)? {
+            None => Ok(None),
+            Some(v) if v < min => Err(k.error(key, format!("must be at least {min} bytes"))),
+            Some(v) => Ok(Some(usize::try_from(v).unwrap_or(usize::MAX))),
+        }
+    };
+    let max_message_size = limit("max-message-size", 1024)?;
+    let max_output_buffer = limit("max-output-buffer", 64 * 1024)?;
     let cfg = ZeoConfig {
         address: k.required("address", units::socket_binding_address)?,
         read_only: k.or("read-only", false, units::boolean)?,
@@ -255,6 +266,8 @@ fn zeo_section(
         ssl,
         monitor_address: k.get("monitor-address", units::socket_binding_address)?,
         metrics_address: k.get("metrics-address", units::socket_binding_address)?,
+        max_message_size,
+        max_output_buffer,
     };
     Ok(cfg)
 }

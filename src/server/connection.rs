@@ -9,6 +9,10 @@
 //! not make the server's memory grow without bound); while the unsent output exceeds
 //! `pause_input_at` no more input is read, which throttles a client that sends requests
 //! without reading replies.
+//!
+//! A connection of an observation endpoint (monitor, metrics) is *raw*: its input is
+//! kept as bytes, at most `raw_limit` of them (more is dropped and reading stops), and
+//! its output is written as given, without length prefixes.
 
 use crate::protocol::{FrameDecoder, ProtocolError};
 use mio::net::{TcpStream, UnixStream};
@@ -143,6 +147,29 @@ impl std::fmt::Display for CloseReason {
     }
 }
 
+/// Inbound bytes of a connection.
+enum Input {
+    /// ZEO: a sequence of sized messages.
+    Framed(FrameDecoder),
+    /// An endpoint's request: the bytes as received, at most `limit` of them.
+    Raw { buf: Vec<u8>, limit: usize },
+}
+
+impl Input {
+    fn feed(&mut self, bytes: &[u8]) {
+        match self {
+            Input::Framed(d) => d.feed(bytes),
+            Input::Raw { buf, limit } => {
+                let room = limit.saturating_sub(buf.len());
+                buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+        }
+    }
+    fn full(&self) -> bool {
+        matches!(self, Input::Raw { buf, limit } if buf.len() >= *limit)
+    }
+}
+
 /// A connection's transport state and buffers.
 pub struct Connection {
     pub token: Token,
@@ -150,8 +177,8 @@ pub struct Connection {
     pub peer: String,
     socket: Socket,
     tls: Option<Box<rustls::ServerConnection>>,
-    /// Inbound bytes cut into sized messages.
-    input: FrameDecoder,
+    /// Inbound bytes: cut into sized messages, or kept raw.
+    input: Input,
     out: Vec<u8>,
     outpos: usize,
     limits: Limits,
@@ -181,7 +208,9 @@ impl Connection {
             peer,
             socket,
             tls,
-            input: FrameDecoder::new(u32::try_from(limits.max_message).unwrap_or(u32::MAX)),
+            input: Input::Framed(FrameDecoder::new(
+                u32::try_from(limits.max_message).unwrap_or(u32::MAX),
+            )),
             out: Vec::new(),
             outpos: 0,
             limits,
@@ -189,6 +218,75 @@ impl Connection {
             closing: None,
             close_after_flush: false,
         })
+    }
+
+    /// A raw (endpoint) connection: no TLS, input kept as bytes up to `raw_limit`.
+    pub fn new_raw(
+        token: Token,
+        peer: String,
+        socket: Socket,
+        limits: Limits,
+        raw_limit: usize,
+    ) -> Self {
+        Connection {
+            token,
+            peer,
+            socket,
+            tls: None,
+            input: Input::Raw {
+                buf: Vec::new(),
+                limit: raw_limit,
+            },
+            out: Vec::new(),
+            outpos: 0,
+            limits,
+            interest: Interest::READABLE,
+            closing: None,
+            close_after_flush: false,
+        }
+    }
+
+    /// Whether this is a raw (endpoint) connection.
+    pub fn is_raw(&self) -> bool {
+        matches!(self.input, Input::Raw { .. })
+    }
+
+    /// The raw input received so far (empty for framed connections).
+    pub fn raw_input(&self) -> &[u8] {
+        match &self.input {
+            Input::Raw { buf, .. } => buf,
+            Input::Framed(_) => &[],
+        }
+    }
+
+    /// Queue bytes as they are (raw connections' replies).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Half-close: tell the peer no more output comes (its reads see EOF).
+    pub fn shutdown_write(&mut self) {
+        let _ = match &self.socket {
+            Socket::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Socket::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+
+    /// Read and drop what the peer sends (at most 1 MiB per call); Err when the peer
+    /// has closed. Lets a raw connection linger until the peer has read the answer,
+    /// so closing it with unread input does not reset the answer away.
+    pub fn discard_input(&mut self) -> Result<(), CloseReason> {
+        let mut buf = [0u8; 16 * 1024];
+        for _ in 0..64 {
+            match self.socket.read(&mut buf) {
+                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(CloseReason::PeerClosed),
+            }
+        }
+        Ok(())
     }
 
     pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
@@ -224,7 +322,10 @@ impl Connection {
         if self.closing.is_some() {
             return None;
         }
-        match self.input.next_frame() {
+        let Input::Framed(input) = &mut self.input else {
+            return None;
+        };
+        match input.next_frame() {
             Ok(frame) => frame,
             Err(ProtocolError::FrameTooLarge { size, .. }) => {
                 self.closing = Some(CloseReason::TooLarge(size));
@@ -267,7 +368,7 @@ impl Connection {
         until_would_block: bool,
     ) -> Result<(), CloseReason> {
         loop {
-            if self.input_paused() {
+            if self.input_paused() || self.input.full() {
                 return Ok(());
             }
             match self.socket.read(buf) {

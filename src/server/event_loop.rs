@@ -9,16 +9,27 @@
 //! [`Outbox::spawn`] and comes back as a completion on this thread; a connection is
 //! closed exactly once and the service always hears about it through
 //! [`Service::on_close`], whoever initiated the close.
+//!
+//! Endpoint listeners (monitor, metrics) accept *raw* connections the service never
+//! sees as connections: the loop answers them itself with the text the service
+//! renders ([`Service::report`]) and closes them. Their requests are bounded
+//! ([`super::http::MAX_REQUEST`] bytes), their number is capped ([`MAX_ENDPOINT_CONNS`])
+//! and each lives at most the endpoint timeout, so a slow or hostile peer costs a
+//! few kilobytes and never blocks the loop.
 
 use super::connection::{CloseReason, Connection, Limits, Socket};
+use endpoint::RawState;
+pub use endpoint::{Endpoint, ENDPOINT_TIMEOUT, MAX_ENDPOINT_CONNS};
+
+mod endpoint;
 use mio::net::{TcpListener, UnixListener};
 use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Identifies a connection for the service (stable for the connection's lifetime).
 pub type ConnId = usize;
@@ -148,11 +159,17 @@ pub trait Service {
     fn on_signal(&mut self, sig: Signal, out: &mut Outbox<Self::Completion>);
     /// The connection's output drained after [`Outbox::when_drained`].
     fn on_drained(&mut self, _conn: ConnId, _out: &mut Outbox<Self::Completion>) {}
+    /// The text an endpoint serves: the monitor report, or the metrics exposition.
+    fn report(&mut self, _what: Endpoint) -> String {
+        String::new()
+    }
 }
 
 struct ListenerEntry {
     listener: Listener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// Set for monitor/metrics listeners.
+    endpoint: Option<Endpoint>,
 }
 
 enum Listener {
@@ -174,6 +191,11 @@ pub struct EventLoop {
     waker: Arc<Waker>,
     /// Connections whose service waits for their output to drain.
     drain_wait: HashSet<usize>,
+    /// Endpoint connections (never shown to the service).
+    raw: HashMap<usize, RawState>,
+    /// When each endpoint connection must be gone (stale entries are skipped).
+    raw_deadlines: BTreeSet<(Instant, usize)>,
+    endpoint_timeout: Duration,
 }
 
 /// A handle worker threads use to hand completions back.
@@ -206,7 +228,28 @@ impl EventLoop {
             signal_pipes,
             waker,
             drain_wait: HashSet::new(),
+            raw: HashMap::new(),
+            raw_deadlines: BTreeSet::new(),
+            endpoint_timeout: ENDPOINT_TIMEOUT,
         })
+    }
+
+    /// How long an endpoint connection may live (default [`ENDPOINT_TIMEOUT`]).
+    pub fn set_endpoint_timeout(&mut self, timeout: Duration) {
+        self.endpoint_timeout = timeout;
+    }
+
+    /// Bind a monitor or metrics listener; returns the address actually bound.
+    pub fn listen_endpoint(
+        &mut self,
+        addr: &ListenAddress,
+        endpoint: Endpoint,
+    ) -> io::Result<ListenAddress> {
+        let bound = self.listen(addr, None)?;
+        if let Some(entry) = self.listeners.last_mut() {
+            entry.endpoint = Some(endpoint);
+        }
+        Ok(bound)
     }
 
     /// Bind a listener; returns the address actually bound (port 0 resolved).
@@ -246,7 +289,11 @@ impl EventLoop {
                 )
             }
         };
-        self.listeners.push(ListenerEntry { listener, tls });
+        self.listeners.push(ListenerEntry {
+            listener,
+            tls,
+            endpoint: None,
+        });
         Ok(bound)
     }
 
@@ -258,11 +305,13 @@ impl EventLoop {
         };
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self
-                .timers
-                .keys()
-                .next()
-                .map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            let next_timer = self.timers.keys().next().map(|(at, _)| *at);
+            let next_raw = self.raw_deadlines.iter().next().map(|(at, _)| *at);
+            let timeout = match (next_timer, next_raw) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+            .map(|at| at.saturating_duration_since(Instant::now()));
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -298,8 +347,22 @@ impl EventLoop {
                     return Ok(status);
                 }
             }
-            // Timers that are due.
+            // Endpoint connections past their deadline.
             let now = Instant::now();
+            while let Some(&(at, id)) = self.raw_deadlines.iter().next() {
+                if at > now {
+                    break;
+                }
+                self.raw_deadlines.remove(&(at, id));
+                if self.raw.contains_key(&id) {
+                    let why = CloseReason::Server("endpoint connection timed out".into());
+                    self.close(id, why, service, &mut out);
+                }
+            }
+            if let Some(status) = self.apply(service, &mut out, &completions) {
+                return Ok(status);
+            }
+            // Timers that are due.
             while let Some((&(at, key), _)) = self.timers.iter().next() {
                 if at > now {
                     break;
@@ -370,6 +433,10 @@ impl EventLoop {
             };
             let token = Token(self.next_token);
             self.next_token += 1;
+            if let Some(endpoint) = entry.endpoint {
+                self.accept_endpoint(token, endpoint, socket, peer, service);
+                continue;
+            }
             let tls = entry.tls.clone();
             let mut conn = match Connection::new(token, peer.clone(), socket, tls, self.limits) {
                 Ok(c) => c,
@@ -421,6 +488,10 @@ impl EventLoop {
         service: &mut S,
         out: &mut Outbox<S::Completion>,
     ) {
+        if self.raw.contains_key(&id) {
+            self.pump_raw(id, service, out);
+            return;
+        }
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -496,6 +567,14 @@ impl EventLoop {
             // Best effort: push out what is queued (e.g. a TLS alert).
             let _ = conn.write_ready();
             conn.deregister(self.poll.registry());
+            if let Some(state) = self.raw.remove(&id) {
+                log::debug!(
+                    "{:?} connection from {} closed: {why}",
+                    state.endpoint,
+                    conn.peer
+                );
+                return;
+            }
             if let CloseReason::Tls(reason) = &why {
                 // Handshake failures (no or untrusted client certificate, plain client
                 // on a TLS port, ...) must reach the log even if the service is quiet.
@@ -543,6 +622,9 @@ impl EventLoop {
     fn flush_dirty<S: Service>(&mut self, service: &mut S, out: &mut Outbox<S::Completion>) {
         let ids: Vec<usize> = self.dirty.drain().collect();
         for id in ids {
+            if self.flush_raw(id, service, out) {
+                continue;
+            }
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
             };
@@ -579,8 +661,8 @@ impl EventLoop {
         }
     }
 
-    /// Number of open connections (for status reports and tests).
+    /// Number of open ZEO connections (for status reports and tests).
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.conns.len() - self.raw.len()
     }
 }

@@ -9,6 +9,9 @@
 pub mod commit;
 pub mod connection;
 pub mod event_loop;
+pub mod http;
+pub mod metrics;
+pub mod monitor;
 pub mod notify;
 pub mod reads;
 pub mod run;
@@ -18,4 +21,4 @@ pub mod txn;
 pub mod zeo;
 
 pub use connection::{CloseReason, Limits};
-pub use event_loop::{Action, ConnId, EventLoop, ListenAddress, Outbox, Service, Signal};
+pub use event_loop::{Action, ConnId, Endpoint, EventLoop, ListenAddress, Outbox, Service, Signal};

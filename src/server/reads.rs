@@ -56,7 +56,8 @@ impl ZeoService {
             R::Ping => Outcome::Reply(Value::None),
             R::LoadBefore { oid, before } => {
                 self.storages[sidx].stats.loads += 1;
-                match storage.load_before(oid, before) {
+                let latency = &mut self.storages[sidx].latency.load_before;
+                match latency.time(|| storage.load_before(oid, before)) {
                     Ok(r) => ReplyValue::LoadBefore(r.map(|l| (l.data, l.start, l.end))).into(),
                     Err(e) => wire(e),
                 }

@@ -1,18 +1,21 @@
 //! Starting `zeo serve` from a [`ServerConfig`], as runzeo does: event log, storages
 //! (FileStorage with optional blob directory, MappingStorage), listeners (TCP incl.
-//! port 0 and IPv6, Unix sockets), pid file, systemd readiness, then the event loop
-//! until a signal stops it.
+//! port 0 and IPv6, Unix sockets), the monitor and metrics endpoints, pid file,
+//! systemd readiness (with STATUS= progress while a FileStorage index is rebuilt),
+//! then the event loop until a signal stops it.
 //!
 //! Invariants: READY=1 is sent only after every storage is open and every listener
 //! bound; the pid file is removed on every orderly exit; storages are closed (index
 //! written) before the process exits.
 
-use super::event_loop::{EventLoop, ListenAddress};
+use super::event_loop::{Endpoint, EventLoop, ListenAddress};
+use super::notify::OpenProgress;
 use super::served::{ctime, Kind, Served};
 use super::zeo::{Options, ZeoService};
 use super::Limits;
 use crate::config::{self, LogHandler, LogPath, ServerConfig, StorageKind};
 use crate::protocol::Encoding;
+use crate::storage::filestorage::open::ProgressFn;
 use crate::storage::filestorage::{FileStorage, Options as FsOptions};
 use crate::storage::mapping::MappingStorage;
 use crate::storage::Storage;
@@ -100,6 +103,7 @@ fn open_storage(
     name: &str,
     kind: &StorageKind,
     blob_dir: Option<PathBuf>,
+    progress: &Arc<OpenProgress>,
 ) -> Result<(Arc<dyn Storage>, Kind, bool, bool), StartError> {
     match kind {
         StorageKind::File(fc) => {
@@ -114,6 +118,11 @@ fn open_storage(
                 read_only: fc.read_only,
                 create: fc.create,
                 blob_dir: blob_dir.or_else(|| fc.blob_dir.clone()),
+                progress: Some(ProgressFn({
+                    let progress = progress.clone();
+                    let (name, file) = (name.to_string(), fc.path.display().to_string());
+                    Arc::new(move |p| progress.report(&name, &file, p))
+                })),
                 ..FsOptions::default()
             };
             let fs = FileStorage::open(&fc.path, opts).map_err(|e| {
@@ -137,23 +146,29 @@ fn open_storage(
             false,
             true,
         )),
-        StorageKind::Blob { blob_dir, base } => open_storage(name, base, Some(blob_dir.clone())),
+        StorageKind::Blob { blob_dir, base } => {
+            open_storage(name, base, Some(blob_dir.clone()), progress)
+        }
     }
 }
 
-/// Connection limits: the defaults, or `ZEO_MAX_MESSAGE_SIZE` / `ZEO_MAX_OUTPUT_BUFFER`
-/// (bytes) from the environment (no configuration key exists for them yet).
-fn limits() -> Limits {
+/// Connection limits: `max-message-size` / `max-output-buffer` from `<zeo>`, else
+/// `ZEO_MAX_MESSAGE_SIZE` / `ZEO_MAX_OUTPUT_BUFFER` (bytes) from the environment,
+/// else the defaults.
+fn limits(zeo: &crate::config::ZeoConfig) -> Limits {
     let mut l = Limits::default();
     let env = |k: &str| {
         std::env::var(k)
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
     };
-    if let Some(v) = env("ZEO_MAX_MESSAGE_SIZE") {
+    if let Some(v) = zeo.max_message_size.or_else(|| env("ZEO_MAX_MESSAGE_SIZE")) {
         l.max_message = v.max(1024);
     }
-    if let Some(v) = env("ZEO_MAX_OUTPUT_BUFFER") {
+    if let Some(v) = zeo
+        .max_output_buffer
+        .or_else(|| env("ZEO_MAX_OUTPUT_BUFFER"))
+    {
         l.max_output = v.max(64 * 1024);
         l.pause_input_at = l.pause_input_at.min(l.max_output / 2);
     }
@@ -166,14 +181,19 @@ pub struct Started {
     pub service: ZeoService,
     /// The addresses actually bound (port 0 resolved).
     pub bound: Vec<ListenAddress>,
+    /// The monitor and metrics listeners actually bound.
+    pub endpoints: Vec<(Endpoint, ListenAddress)>,
+    /// Whether STATUS= progress was sent to systemd while opening storages.
+    pub status_sent: bool,
 }
 
 /// Open storages and bind listeners.
 pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> {
     let started_at = ctime(std::time::SystemTime::now());
     let mut storages = Vec::new();
+    let progress = Arc::new(OpenProgress::default());
     for sc in &cfg.storages {
-        let (storage, kind, ro, gc) = open_storage(&sc.name, &sc.kind, None)?;
+        let (storage, kind, ro, gc) = open_storage(&sc.name, &sc.kind, None, &progress)?;
         log::info!(target: "ZEO.runzeo", "opened storage {:?}: {}", sc.name, storage.name());
         storages.push(Served::new(
             sc.name.clone(),
@@ -191,7 +211,7 @@ pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> 
     } else {
         Encoding::Pickle
     };
-    let limits = limits();
+    let limits = limits(&cfg.zeo);
     let mut event_loop = EventLoop::new(limits)
         .map_err(|e| StartError(format!("cannot set up the event loop: {e}")))?;
     let addr = listen_address(&cfg.zeo.address)?;
@@ -199,6 +219,34 @@ pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> 
         .listen(&addr, tls)
         .map_err(|e| StartError(format!("cannot listen on {addr}: {e}")))?;
     log::info!(target: "ZEO.asyncio.server", "listening on {bound}");
+    if let Some(t) = std::env::var("ZEO_ENDPOINT_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t > 0.0)
+    {
+        event_loop.set_endpoint_timeout(std::time::Duration::from_secs_f64(t));
+    }
+    let mut endpoints = Vec::new();
+    for (endpoint, key, conf) in [
+        (
+            Endpoint::Monitor,
+            "monitor-address",
+            &cfg.zeo.monitor_address,
+        ),
+        (
+            Endpoint::Metrics,
+            "metrics-address",
+            &cfg.zeo.metrics_address,
+        ),
+    ] {
+        let Some(conf) = conf else { continue };
+        let addr = listen_address(conf)?;
+        let bound = event_loop
+            .listen_endpoint(&addr, endpoint)
+            .map_err(|e| StartError(format!("cannot listen on {addr} ({key}): {e}")))?;
+        log::info!(target: "ZEO.monitor", "{key}: listening on {bound}");
+        endpoints.push((endpoint, bound));
+    }
     let service = ZeoService::new(
         storages,
         Options {
@@ -213,6 +261,8 @@ pub fn start(cfg: &ServerConfig, tls: TlsConfig) -> Result<Started, StartError> 
         event_loop,
         service,
         bound: vec![bound],
+        endpoints,
+        status_sent: progress.sent(),
     })
 }
 
@@ -250,7 +300,16 @@ pub fn run(cfg: &ServerConfig, tls: TlsConfig) -> crate::Result<i32> {
             log::error!(target: "ZEO.runzeo", "cannot write pid file {}: {e}", p.display());
         }
     }
-    super::notify::notify("READY=1");
+    if started.status_sent {
+        // Replace the last progress line systemd shows with the serving state.
+        let n = started.service.storages().len();
+        super::notify::notify(&format!(
+            "READY=1\nSTATUS=Serving {n} storage(s) on {}",
+            started.bound[0]
+        ));
+    } else {
+        super::notify::notify("READY=1");
+    }
     let status = started.event_loop.run(&mut started.service);
     if let Some(r) = registration {
         r.finish();
@@ -258,8 +317,11 @@ pub fn run(cfg: &ServerConfig, tls: TlsConfig) -> crate::Result<i32> {
     if let Some(p) = &pid_file {
         let _ = std::fs::remove_file(p);
     }
-    if let ListenAddress::Unix(p) = &started.bound[0] {
-        let _ = std::fs::remove_file(p);
+    let listeners = started.bound.iter();
+    for addr in listeners.chain(started.endpoints.iter().map(|(_, a)| a)) {
+        if let ListenAddress::Unix(p) = addr {
+            let _ = std::fs::remove_file(p);
+        }
     }
     match status {
         Ok(s) => {

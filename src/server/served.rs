@@ -37,11 +37,18 @@ pub struct Served {
     pub lock: CommitLock<ConnId>,
     /// Bumped at every lock grant; timers carry it to recognise a stale timeout.
     pub lock_generation: u64,
+    /// The lock holder whose tpc_finish is being made durable on a worker thread;
+    /// it keeps the lock until that completes, even if it disconnects meanwhile.
+    pub finishing: Option<ConnId>,
     pub invalidations: InvalidationQueue,
     pub registered: BTreeSet<ConnId>,
     pub stats: Stats,
     /// `time.ctime()` of the server start.
     pub start: String,
+    /// Unix time the storage started being served (metrics).
+    pub started_at: f64,
+    /// Latency histograms of loadBefore, vote and tpc_finish (metrics).
+    pub latency: super::metrics::Latency,
 }
 
 const ZI: &str = "ZODB.interfaces";
@@ -81,10 +88,13 @@ impl Served {
             blobs,
             lock: CommitLock::default(),
             lock_generation: 0,
+            finishing: None,
             invalidations,
             registered: BTreeSet::new(),
             stats: Stats::default(),
             start,
+            started_at: now_f64(),
+            latency: Default::default(),
         }
     }
 

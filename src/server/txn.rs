@@ -8,8 +8,9 @@
 //! lock is queued before it; at tpc_finish `invalidateTransaction` is queued to every
 //! other registered connection of the storage before the committer's `info` and tid
 //! reply; whoever releases the lock hands it to the next waiter at once.
-//! tpc_finish runs synchronously on the loop thread (to move off-loop for group
-//! commit).
+//! tpc_finish makes the transaction durable (flip, fsync) on a worker thread and
+//! publishes it back on the loop thread, then broadcasts and answers: the holder
+//! keeps the lock throughout, even if it disconnects meanwhile.
 
 use super::commit::{Op, TxnBuffer, VoteResult};
 use super::event_loop::{ConnId, Outbox};
@@ -296,7 +297,7 @@ impl ZeoService {
         let Some(t) = c.txn.as_mut() else {
             return false;
         };
-        let (keep, result) = match t.vote(&*storage) {
+        let (keep, result) = match served.latency.vote.time(|| t.vote(&*storage)) {
             Ok(VoteResult::Voted {
                 serials,
                 invalidated,
@@ -396,8 +397,58 @@ impl ZeoService {
             self.release_lock(id, sidx, out);
             return Outcome::Error(WireError::assertion_error("finished called wo lock"));
         };
+        // The flip and fsync run on a worker; the loop keeps serving meanwhile. The
+        // lock stays with `id` until `finish_done`, which publishes, broadcasts and
+        // answers on this thread, so no reader sees the tid before its invalidation.
+        served.finishing = Some(id);
         let storage = served.storage.clone();
-        let result = match storage.tpc_finish(handle) {
+        out.spawn(move || {
+            let started = Instant::now();
+            let result = storage.tpc_make_durable(&handle);
+            Completion::Durable {
+                storage: sidx,
+                conn: id,
+                msgid,
+                invalidated,
+                handle,
+                result,
+                durable_for: started.elapsed(),
+            }
+        });
+        Outcome::Later
+    }
+
+    /// A finish made durable off the loop: publish, invalidate the others, send
+    /// `info` and the tid to the committer (if still connected), pass the lock on.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finish_done(
+        &mut self,
+        sidx: usize,
+        id: ConnId,
+        msgid: Value,
+        invalidated: Vec<Oid>,
+        handle: crate::storage::TxnHandle,
+        durable: crate::storage::SResult<()>,
+        durable_for: Duration,
+        out: &mut Outbox<Completion>,
+    ) {
+        let served = &mut self.storages[sidx];
+        served.finishing = None;
+        let storage = served.storage.clone();
+        let publishing = Instant::now();
+        let finished = match durable {
+            Ok(()) => storage.tpc_finish(handle),
+            Err(e) => {
+                storage.tpc_abort(handle);
+                Err(e)
+            }
+        };
+        // The finish histogram: the fsync on the worker plus the publication here.
+        served
+            .latency
+            .finish
+            .observe(durable_for + publishing.elapsed());
+        let result = match finished {
             Ok(tid) => {
                 served.stats.commits += 1;
                 served.invalidations.push(tid, invalidated.clone());
@@ -419,17 +470,16 @@ impl ZeoService {
                     size: storage.size(),
                 };
                 self.send_call(out, id, &info);
-                self.send_reply(out, id, msgid, Ok(ReplyValue::Tid(tid).to_value()));
-                Outcome::Later
+                Ok(ReplyValue::Tid(tid).to_value())
             }
             Err(e) => {
                 served.stats.aborts += 1;
                 log::error!(target: LOG, "({}) tpc_finish failed: {e}", self.peer(id));
-                Outcome::Error(WireError::from_storage(&e))
+                Err(WireError::from_storage(&e))
             }
         };
+        self.send_reply(out, id, msgid, result);
         self.release_lock(id, sidx, out);
-        result
     }
 
     pub(crate) fn tpc_abort(
@@ -489,7 +539,10 @@ impl ZeoService {
             return;
         };
         let served = &self.storages[sidx];
-        if served.lock.holder() != Some(id) || served.lock_generation != generation {
+        if served.lock.holder() != Some(id)
+            || served.lock_generation != generation
+            || served.finishing == Some(id)
+        {
             return;
         }
         let secs = self.opts.transaction_timeout.unwrap_or(0.0);

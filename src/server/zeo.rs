@@ -48,6 +48,18 @@ pub enum Completion {
         msgid: Option<Value>,
         result: SResult<PackOutcome>,
     },
+    /// A voted transaction was made durable (status flip, fsync) off the loop;
+    /// the loop publishes it, broadcasts and answers.
+    Durable {
+        storage: usize,
+        conn: ConnId,
+        msgid: Value,
+        invalidated: Vec<Oid>,
+        handle: crate::storage::TxnHandle,
+        result: SResult<()>,
+        /// Time the worker spent making it durable (for the finish histogram).
+        durable_for: std::time::Duration,
+    },
     /// An undoLog/undoInfo answer computed off the loop.
     Reply {
         conn: ConnId,
@@ -467,8 +479,11 @@ impl Service for ZeoService {
             let s = &mut self.storages[sidx];
             s.registered.remove(&conn);
             s.stats.connections = s.registered.len() as u64;
-            // A queued voter that vanished must not stay in the queue.
-            s.lock.release(conn);
+            // A queued voter that vanished must not stay in the queue. A holder whose
+            // finish is being made durable keeps the lock until that completes.
+            if s.finishing != Some(conn) {
+                s.lock.release(conn);
+            }
         }
         let label = c.label.map(|l| format!(" [{l}]")).unwrap_or_default();
         log::info!(target: LOG, "({}){label} disconnected: {why}", c.peer);
@@ -491,11 +506,36 @@ impl Service for ZeoService {
                 msgid,
                 result,
             } => self.pack_done(storage, conn, msgid, result, out),
+            Completion::Durable {
+                storage,
+                conn,
+                msgid,
+                invalidated,
+                handle,
+                result,
+                durable_for,
+            } => self.finish_done(
+                storage,
+                conn,
+                msgid,
+                invalidated,
+                handle,
+                result,
+                durable_for,
+                out,
+            ),
         }
     }
 
     fn on_drained(&mut self, conn: ConnId, out: &mut Outbox<Completion>) {
         self.pump_blobs(conn, out);
+    }
+
+    fn report(&mut self, what: super::event_loop::Endpoint) -> String {
+        match what {
+            super::event_loop::Endpoint::Monitor => super::monitor::monitor_report(&self.storages),
+            super::event_loop::Endpoint::Metrics => super::monitor::metrics_report(&self.storages),
+        }
     }
 
     fn on_signal(&mut self, sig: Signal, out: &mut Outbox<Completion>) {

@@ -10,6 +10,7 @@ mod common;
 mod config;
 mod conformance;
 mod filestorage;
+mod monitor;
 mod pack;
 mod protocol;
 mod server;

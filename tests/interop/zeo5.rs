@@ -499,7 +499,7 @@ fn zeo5_upstream_conformance_against_zeo_serve() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(python_zeo5())
         .arg(repo.join("tests/conformance/run_conformance.py"))
-        .args(["--server", "zeo", "--ci", "--check", "--jobs", "1"])
+        .args(["--server", "zeo", "--quick", "--check", "--jobs", "1"])
         .args(["--test-timeout", "30", "--group-timeout", "200"])
         .arg("--zeo-bin")
         .arg(crate::common::zeo_bin())

@@ -41,6 +41,8 @@ pub(crate) struct Commit {
     /// Bytes may exist in Data.fs past `pos` (vote started).
     pub written: bool,
     pub voted: bool,
+    /// Status flipped and fsynced by `tpc_make_durable`; finish only publishes.
+    pub durable: bool,
     /// Blob files installed for this transaction (removed on abort).
     pub blob_files: Vec<PathBuf>,
 }
@@ -198,6 +200,7 @@ impl FileStorage {
             resolved: Vec::new(),
             written: false,
             voted: false,
+            durable: false,
             blob_files: Vec::new(),
         });
         Ok(TxnHandle { tid, serial })
@@ -437,27 +440,37 @@ impl FileStorage {
         st.last_tid = c.tid;
     }
 
-    pub(crate) fn tpc_finish_impl(&self, txn: TxnHandle) -> SResult<Tid> {
-        self.check_writable()?;
-        let mut g = self.commit.lock().unwrap_or_else(|e| e.into_inner());
-        match g.as_ref() {
+    /// The voted transaction `txn` names, or why not.
+    fn voted_commit<'a>(g: &'a mut Option<Commit>, txn: &TxnHandle) -> SResult<&'a mut Commit> {
+        match g.as_mut() {
             Some(c) if c.serial == txn.serial => {
-                if !c.voted {
-                    return Err(StorageError::Transaction(
+                if c.voted {
+                    Ok(c)
+                } else {
+                    Err(StorageError::Transaction(
                         "tpc_finish before a successful tpc_vote".into(),
-                    ));
+                    ))
                 }
             }
-            _ => {
-                return Err(StorageError::Transaction(format!(
-                    "transaction {} is not the one in progress",
-                    txn.tid
-                )))
-            }
+            _ => Err(StorageError::Transaction(format!(
+                "transaction {} is not the one in progress",
+                txn.tid
+            ))),
         }
-        let c = g.take().expect("checked above");
+    }
+
+    /// Finish steps 1 and 2 (status flip, fsync). On failure the storage closes
+    /// itself, as Python's does: the transaction stays 'c' (or partly flipped) at
+    /// the end of the file, is cut off here and dropped on the next open anyway.
+    fn make_durable(&self, g: &mut Option<Commit>) -> SResult<()> {
+        let Some(c) = g.as_mut() else {
+            return Ok(());
+        };
+        if c.durable {
+            return Ok(());
+        }
         let res = self
-            .flip_status(&c)
+            .flip_status(c)
             .map_err(|e| {
                 StorageError::io(
                     format!(
@@ -469,25 +482,44 @@ impl FileStorage {
                 )
             })
             .and_then(|_| self.sync());
-        if let Err(e) = res {
-            // Python closes the storage here; the transaction stays 'c' (or partly
-            // flipped) at the end of the file and is dropped on the next open.
-            log::error!(
-                "{}: finishing transaction {:?} failed, closing the storage: {e}",
-                self.name,
-                c.tid
-            );
-            let file = self.state_read().file.clone();
-            let _ = file.set_len(c.pos);
-            self.closed.store(true, Ordering::Release);
-            self.lock_file
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            drop(g);
-            self.commit_done.notify_all();
-            return Err(e);
+        match res {
+            Ok(()) => {
+                c.durable = true;
+                Ok(())
+            }
+            Err(e) => {
+                let c = g.take().expect("checked above");
+                log::error!(
+                    "{}: finishing transaction {:?} failed, closing the storage: {e}",
+                    self.name,
+                    c.tid
+                );
+                let file = self.state_read().file.clone();
+                let _ = file.set_len(c.pos);
+                self.closed.store(true, Ordering::Release);
+                self.lock_file
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                self.commit_done.notify_all();
+                Err(e)
+            }
         }
+    }
+
+    pub(crate) fn tpc_make_durable_impl(&self, txn: &TxnHandle) -> SResult<()> {
+        self.check_writable()?;
+        let mut g = self.commit.lock().unwrap_or_else(|e| e.into_inner());
+        Self::voted_commit(&mut g, txn)?;
+        self.make_durable(&mut g)
+    }
+
+    pub(crate) fn tpc_finish_impl(&self, txn: TxnHandle) -> SResult<Tid> {
+        self.check_writable()?;
+        let mut g = self.commit.lock().unwrap_or_else(|e| e.into_inner());
+        Self::voted_commit(&mut g, &txn)?;
+        self.make_durable(&mut g)?;
+        let c = g.take().expect("checked above");
         self.publish(&c);
         drop(g);
         self.commit_done.notify_all();

@@ -51,6 +51,8 @@ pub struct Options {
     pub stop: Option<Tid>,
     /// Test hook: route Data.fs writes through a fault-injecting layer.
     pub faults: Option<Arc<FaultPlan>>,
+    /// Called with the progress of the open scan (index rebuild).
+    pub progress: Option<open::ProgressFn>,
 }
 
 /// The committed, reader-visible view.
@@ -230,6 +232,9 @@ impl Storage for FileStorage {
     }
     fn tpc_vote(&self, txn: &TxnHandle) -> SResult<Vec<Oid>> {
         self.tpc_vote_impl(txn)
+    }
+    fn tpc_make_durable(&self, txn: &TxnHandle) -> SResult<()> {
+        self.tpc_make_durable_impl(txn)
     }
     fn tpc_finish(&self, txn: TxnHandle) -> SResult<Tid> {
         self.tpc_finish_impl(txn)

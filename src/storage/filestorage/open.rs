@@ -101,6 +101,42 @@ fn corrupted(path: &Path, offset: u64, what: impl Into<String>) -> StorageError 
     }
 }
 
+/// Bytes scanned between two progress reports of the open scan.
+pub const PROGRESS_STEP: u64 = 16 * 1024 * 1024;
+
+/// How far the open scan is: `done` of `total` bytes after the index's position (the
+/// whole file when `rebuilding` the index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanProgress {
+    pub rebuilding: bool,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// A step of [`FileStorage::open`] that may take long on a large storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenStep {
+    /// Reading an index file of this many bytes (reported from [`PROGRESS_STEP`] up).
+    LoadingIndex { bytes: u64 },
+    /// The forward scan: reported when a scan that rebuilds the index (or covers at
+    /// least [`PROGRESS_STEP`] bytes) starts, every [`PROGRESS_STEP`] bytes, and at
+    /// its end.
+    Scanning(ScanProgress),
+    /// Writing the rebuilt index (after a reported scan).
+    WritingIndex,
+}
+
+/// A progress callback for [`FileStorage::open`] (see [`OpenStep`]); the calls cost
+/// nothing between steps.
+#[derive(Clone)]
+pub struct ProgressFn(pub Arc<dyn Fn(OpenStep) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
+    }
+}
+
 /// Forward scan (Python's `read_index`) from `start`, merging every good
 /// transaction's records into `index`. Never modifies the file; the caller applies
 /// the recovery that `tail` calls for. `size` is the file size.
@@ -109,16 +145,49 @@ pub fn scan(
     path: &Path,
     size: u64,
     start: u64,
-    mut ltid: Tid,
+    ltid: Tid,
     index: &mut Index,
     stop: Option<Tid>,
 ) -> SResult<ScanResult> {
+    scan_with_progress(
+        file,
+        path,
+        size,
+        start,
+        ltid,
+        index,
+        stop,
+        u64::MAX,
+        &mut |_| {},
+    )
+}
+
+/// [`scan`], calling `progress(bytes scanned)` each time another `step` bytes are
+/// scanned.
+#[allow(clippy::too_many_arguments)]
+pub fn scan_with_progress(
+    file: &dyn DataFile,
+    path: &Path,
+    size: u64,
+    start: u64,
+    mut ltid: Tid,
+    index: &mut Index,
+    stop: Option<Tid>,
+    step: u64,
+    progress: &mut dyn FnMut(u64),
+) -> SResult<ScanResult> {
+    let step = step.max(1);
+    let mut next_report = start.saturating_add(step);
     let io = |e| StorageError::io(format!("reading {}", path.display()), e);
     let mut r = Chunked::new(file, size);
     let mut pos = start;
     let mut tindex: Vec<(Oid, u64)> = Vec::new();
     let mut last_tid = ltid;
     loop {
+        if pos >= next_report {
+            progress(pos - start);
+            next_report = pos.saturating_add(step);
+        }
         let h = match r.get(pos, TXN_HEADER_LEN as usize).map_err(io)? {
             Some(b) => TxnHeader::decode(b).ok_or_else(|| corrupted(path, pos, "short header"))?,
             None => {
@@ -455,7 +524,19 @@ impl FileStorage {
         let mut from_index = None;
         // Time travel needs a scan from the start (an index describes the whole file;
         // Python uses it anyway and so ignores `stop` when an index exists).
+        let report = |step: OpenStep| {
+            if let Some(p) = &opts.progress {
+                (p.0)(step)
+            }
+        };
         if size > 0 && opts.stop.is_none() {
+            if let Some(bytes) = fs::metadata(&index_path)
+                .ok()
+                .map(|m| m.len())
+                .filter(|&n| n >= PROGRESS_STEP)
+            {
+                report(OpenStep::LoadingIndex { bytes });
+            }
             if let Ok(bytes) = fs::read(&index_path) {
                 match Index::from_file_bytes(&bytes) {
                     Ok((ix, pos)) => match check_sanity(&*file, size, &ix, pos) {
@@ -468,6 +549,9 @@ impl FileStorage {
         }
         let rebuilt = from_index.is_none();
         let (mut index, start, ltid) = from_index.unwrap_or((Index::new(), 4, Tid::ZERO));
+        // Report a rebuild with something to scan, or any long scan (not a new file).
+        let total = size.saturating_sub(start);
+        let reporting = (rebuilt && total > 0) || total >= PROGRESS_STEP;
         let res = if size == 0 {
             ScanResult {
                 end: 4,
@@ -475,7 +559,31 @@ impl FileStorage {
                 tail: Tail::Clean,
             }
         } else {
-            scan(&*file, &path, size, start, ltid, &mut index, opts.stop)?
+            let scanned = |done: u64| {
+                report(OpenStep::Scanning(ScanProgress {
+                    rebuilding: rebuilt,
+                    done,
+                    total,
+                }))
+            };
+            if reporting {
+                scanned(0);
+            }
+            let r = scan_with_progress(
+                &*file,
+                &path,
+                size,
+                start,
+                ltid,
+                &mut index,
+                opts.stop,
+                PROGRESS_STEP,
+                &mut |done| scanned(done),
+            )?;
+            if reporting {
+                scanned(total);
+            }
+            r
         };
         index.shrink();
         let mut discarded = Tid::ZERO;
@@ -534,12 +642,18 @@ impl FileStorage {
             pack_keep_old: AtomicBool::new(true),
         };
         if rebuilt && !opts.read_only {
+            if reporting {
+                report(OpenStep::WritingIndex);
+            }
             fs.write_index()?;
         }
         Ok(fs)
     }
 
     pub(crate) fn close_impl(&self) -> SResult<()> {
+        // Wait for a finish in progress on another thread (its fsync), so the
+        // saved index is not older than a transaction being made durable.
+        let _commit = self.commit.lock().unwrap_or_else(|e| e.into_inner());
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -576,41 +690,4 @@ pub fn scan_image(data: &[u8]) -> SResult<(Index, ScanResult)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Random and mutated images: scan and the sanity check return, never panic.
-    #[test]
-    fn scan_never_panics_on_garbage() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut rnd = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let base = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/filestorage/undo.fs"
-        ))
-        .unwrap();
-        assert!(scan_image(&base).is_ok());
-        for _ in 0..5000 {
-            let mut b = base.clone();
-            for _ in 0..1 + rnd() % 6 {
-                let i = (rnd() % b.len() as u64) as usize;
-                b[i] = rnd() as u8;
-            }
-            if rnd() % 3 == 0 {
-                b.truncate((rnd() % b.len() as u64) as usize);
-            }
-            let _ = scan_image(&b);
-            let _ = crate::storage::filestorage::read::parse_image(&b);
-        }
-        for n in 0..200 {
-            let mut b = MAGIC.to_vec();
-            b.extend((0..n * 3).map(|_| rnd() as u8));
-            let _ = scan_image(&b);
-        }
-    }
-}
+mod tests;
