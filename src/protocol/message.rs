@@ -9,7 +9,9 @@
 //! Invariants: message ids are kept as [`Value`]s and echoed unchanged (loadBefore
 //! uses `(oid, tid)` tuples); flags are accepted as ints or bools; an id of `-1` is
 //! a heartbeat, recognised before anything else is checked; oids and tids must be
-//! bytes of length 8.
+//! bytes of length 8. The one fixed-shape message of the read path, ClientStorage's
+//! pickled loadBefore call, is recognised byte for byte without the general pickle
+//! decoder; it yields exactly the envelope the decoder would (a test compares them).
 
 use super::handshake::Encoding;
 use super::pickle::GlobalPolicy;
@@ -35,6 +37,55 @@ pub const REPLY: &str = ".reply";
 /// Decode one message payload. `policy` chooses the pickle global allowlist
 /// (servers read client messages, clients read server messages).
 pub fn decode_message(
+    enc: Encoding,
+    payload: &[u8],
+    policy: GlobalPolicy,
+) -> Result<Envelope, ProtocolError> {
+    if enc == Encoding::Pickle {
+        if let Some(env) = pickled_load_before(payload) {
+            return Ok(env);
+        }
+    }
+    decode_general(enc, payload, policy)
+}
+
+/// Where the four 8-byte strings sit in [`LOAD_BEFORE_SHAPE`].
+const LOAD_BEFORE_SLOTS: [usize; 4] = [5, 15, 42, 52];
+
+/// ZEO's client pickle of `((oid, tid), False, "loadBefore", (oid, tid))` (protocol 3,
+/// memo-less "fast" pickler), with the four 8-byte strings zeroed.
+const LOAD_BEFORE_SHAPE: &[u8; 63] = b"\x80\x03(C\x08\0\0\0\0\0\0\0\0C\x08\0\0\0\0\0\0\0\0\x86\x89X\x0a\0\0\0loadBeforeC\x08\0\0\0\0\0\0\0\0C\x08\0\0\0\0\0\0\0\0\x86t.";
+
+/// The envelope of a loadBefore call in exactly ClientStorage's byte shape, or None
+/// for any other payload.
+fn pickled_load_before(payload: &[u8]) -> Option<Envelope> {
+    if payload.len() != LOAD_BEFORE_SHAPE.len() {
+        return None;
+    }
+    let mut from = 0;
+    for &slot in &LOAD_BEFORE_SLOTS {
+        if payload.get(from..slot)? != LOAD_BEFORE_SHAPE.get(from..slot)? {
+            return None;
+        }
+        from = slot + 8;
+    }
+    if payload.get(from..)? != LOAD_BEFORE_SHAPE.get(from..)? {
+        return None;
+    }
+    let bytes = |i: usize| {
+        let at = LOAD_BEFORE_SLOTS[i];
+        payload.get(at..at + 8).map(|b| Value::Bytes(b.to_vec()))
+    };
+    Some(Envelope {
+        msgid: Value::Tuple(vec![bytes(0)?, bytes(1)?]),
+        flag: Value::Bool(false),
+        method: "loadBefore".to_string(),
+        args: Value::Tuple(vec![bytes(2)?, bytes(3)?]),
+    })
+}
+
+/// [`decode_message`] without the loadBefore shortcut.
+fn decode_general(
     enc: Encoding,
     payload: &[u8],
     policy: GlobalPolicy,
@@ -163,4 +214,103 @@ pub fn parse_incoming(env: Envelope) -> Result<Incoming, ProtocolError> {
 /// Decode one client message payload straight to an [`Incoming`] (server side).
 pub fn decode_request(enc: Encoding, payload: &[u8]) -> Result<Incoming, ProtocolError> {
     parse_incoming(decode_message(enc, payload, GlobalPolicy::ClientMessages)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ZEO 6.2's `ZEO.asyncio.marshal.encoder(b"Z5")(m, False, "loadBefore", m)` for
+    /// `m = (p64(5), b"\x7f" + b"\xff" * 7)`.
+    const CLIENT_LOAD_BEFORE: &str = "8003284308000000000000000543087fffffffffffffff8689580a0000006c6f61644265666f72654308000000000000000543087fffffffffffffff86742e";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
+    #[test]
+    fn client_load_before_takes_the_shortcut_and_matches_the_decoder() {
+        let p = unhex(CLIENT_LOAD_BEFORE);
+        let fast = pickled_load_before(&p).expect("ClientStorage's shape");
+        let general = decode_general(Encoding::Pickle, &p, GlobalPolicy::ClientMessages).unwrap();
+        assert_eq!(fast, general);
+        let oid = Value::Bytes(vec![0, 0, 0, 0, 0, 0, 0, 5]);
+        let tid = Value::Bytes(vec![0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(fast.msgid, Value::Tuple(vec![oid.clone(), tid.clone()]));
+        assert_eq!(fast.args, Value::Tuple(vec![oid, tid]));
+        assert_eq!(fast.method, "loadBefore");
+        assert_eq!(fast.flag, Value::Bool(false));
+    }
+
+    #[test]
+    fn any_oid_and_tid_decode_alike() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut p = LOAD_BEFORE_SHAPE.to_vec();
+        for _ in 0..2000 {
+            for &slot in &LOAD_BEFORE_SLOTS {
+                p[slot..slot + 8].copy_from_slice(&xorshift(&mut x).to_be_bytes());
+            }
+            let fast = pickled_load_before(&p).expect("the shape");
+            let general =
+                decode_general(Encoding::Pickle, &p, GlobalPolicy::ClientMessages).unwrap();
+            assert_eq!(fast, general);
+        }
+    }
+
+    #[test]
+    fn mutated_and_truncated_shapes_never_disagree_with_the_decoder() {
+        let base = unhex(CLIENT_LOAD_BEFORE);
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut shortcuts = 0;
+        for round in 0..5000 {
+            let mut p = base.clone();
+            for _ in 0..=(xorshift(&mut x) % 3) {
+                let i = (xorshift(&mut x) % p.len() as u64) as usize;
+                p[i] = xorshift(&mut x) as u8;
+            }
+            if round % 7 == 0 {
+                p.truncate((xorshift(&mut x) % 63) as usize);
+            }
+            if round % 11 == 0 {
+                p.push(b'.');
+            }
+            if let Some(fast) = pickled_load_before(&p) {
+                shortcuts += 1;
+                let general =
+                    decode_general(Encoding::Pickle, &p, GlobalPolicy::ClientMessages).unwrap();
+                assert_eq!(fast, general, "payload {p:02x?}");
+            }
+            // Whatever the shortcut says, the public entry point must not panic.
+            let _ = decode_message(Encoding::Pickle, &p, GlobalPolicy::ClientMessages);
+        }
+        // Mutations that only touch the four strings keep the shape.
+        assert!(shortcuts > 100, "only {shortcuts} shortcuts taken");
+    }
+
+    #[test]
+    fn other_messages_are_untouched() {
+        // An int message id (what our own client sends) is not the shortcut's shape.
+        let env = Envelope {
+            msgid: Value::Int(7),
+            flag: Value::Bool(false),
+            method: "loadBefore".into(),
+            args: Value::Tuple(vec![Value::Bytes(vec![0; 8]), Value::Bytes(vec![0xff; 8])]),
+        };
+        let p = encode_message(Encoding::Pickle, &env).unwrap();
+        assert!(pickled_load_before(&p).is_none());
+        assert_eq!(
+            decode_message(Encoding::Pickle, &p, GlobalPolicy::ClientMessages).unwrap(),
+            env
+        );
+    }
 }

@@ -338,6 +338,7 @@ impl EventLoop {
                         t,
                         event.is_readable(),
                         event.is_writable(),
+                        event.is_read_closed() || event.is_error(),
                         service,
                         &mut out,
                     ),
@@ -453,11 +454,13 @@ impl EventLoop {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn conn_event<S: Service>(
         &mut self,
         id: usize,
         readable: bool,
         writable: bool,
+        read_closed: bool,
         service: &mut S,
         out: &mut Outbox<S::Completion>,
     ) {
@@ -472,14 +475,16 @@ impl EventLoop {
             }
         }
         if readable || writable {
-            self.pump_input(id, service, out);
+            self.pump_input(id, read_closed, service, out);
         }
     }
 
-    /// Read what is available and hand complete messages to the service.
+    /// Read what is available and hand complete messages to the service
+    /// (`until_would_block`: see [`Connection::read_ready`]).
     fn pump_input<S: Service>(
         &mut self,
         id: usize,
+        until_would_block: bool,
         service: &mut S,
         out: &mut Outbox<S::Completion>,
     ) {
@@ -493,7 +498,7 @@ impl EventLoop {
         if conn.closing.is_some() {
             return;
         }
-        let read = conn.read_ready();
+        let read = conn.read_ready(until_would_block);
         // Deliver complete messages even if the peer closed right after sending them.
         loop {
             let Some(conn) = self.conns.get_mut(&id) else {
@@ -647,7 +652,7 @@ impl EventLoop {
                 // Edge-triggered: input left in the socket while paused gets no new
                 // event, so read it now that the output has drained.
                 if was_paused && drained {
-                    self.pump_input(id, service, out);
+                    self.pump_input(id, true, service, out);
                 }
                 if drained && self.drain_wait.remove(&id) {
                     service.on_drained(id, out);

@@ -7,13 +7,12 @@ use crate::protocol::ProtocolError;
 /// Encode a tuple given as borrowed items (the message envelope) without
 /// building a `Value` for it first.
 pub fn encode_tuple(items: &[&Value]) -> Result<Vec<u8>, ProtocolError> {
-    let size: usize = items
+    // Capped: the hint over-estimates small ints, and a huge list may grow as it goes.
+    let size = items
         .iter()
-        .map(|v| match v {
-            Value::Bytes(b) => b.len() + 5,
-            _ => 16,
-        })
-        .sum();
+        .map(|v| size_hint(v, 2))
+        .fold(0usize, usize::saturating_add)
+        .min(1 << 24);
     let mut out = Vec::with_capacity(size + 8);
     out.extend_from_slice(&[0x80, 3]);
     match items.len() {
@@ -34,6 +33,20 @@ pub fn encode_tuple(items: &[&Value]) -> Result<Vec<u8>, ProtocolError> {
     }
     out.push(b'.');
     Ok(out)
+}
+
+/// About the encoded size of `v`, looking `levels` deep into sequences (so a reply
+/// such as loadBefore's `(data, start, end)` gets one allocation of the right size).
+fn size_hint(v: &Value, levels: u8) -> usize {
+    match v {
+        Value::Bytes(b) => b.len() + 5,
+        Value::Str(s) => s.len() + 5,
+        Value::Tuple(items) | Value::List(items) if levels > 0 => items
+            .iter()
+            .map(|x| size_hint(x, levels - 1))
+            .fold(2usize, usize::saturating_add),
+        _ => 16,
+    }
 }
 
 pub fn encode(v: &Value) -> Result<Vec<u8>, ProtocolError> {

@@ -100,7 +100,7 @@ impl EventLoop {
             }
             return;
         }
-        let read = conn.read_ready();
+        let read = conn.read_ready(true);
         let input = conn.raw_input();
         let fresh = &input[state.parsed.min(input.len())..];
         let worth_parsing = fresh.contains(&b'\n') || input.len() >= http::MAX_REQUEST;
