@@ -66,6 +66,8 @@ fn comparable(mut v: Value) -> Value {
     let zeo = v["zeo"].as_object_mut().unwrap();
     zeo.remove("monitor_address");
     zeo.remove("metrics_address");
+    zeo.remove("max_message_size");
+    zeo.remove("max_output_buffer");
     if !zeo["ssl"].is_null() {
         zeo.insert("ssl".into(), Value::String("present".into()));
     }
