@@ -87,7 +87,8 @@ type Job<C> = Box<dyn FnOnce() -> C + Send>;
 /// Actions queued by the service while it handles one event.
 pub struct Outbox<C> {
     actions: Vec<Action>,
-    jobs: Vec<Job<C>>,
+    /// Jobs with whether they go to the one long-lived serial worker.
+    jobs: Vec<(bool, Job<C>)>,
 }
 
 impl<C> Outbox<C> {
@@ -119,7 +120,13 @@ impl<C> Outbox<C> {
     /// Run `job` on a worker thread; its result comes back through
     /// [`Service::on_completion`] on the loop thread.
     pub fn spawn(&mut self, job: impl FnOnce() -> C + Send + 'static) {
-        self.jobs.push(Box::new(job));
+        self.jobs.push((false, Box::new(job)));
+    }
+    /// Run `job` on the loop's one long-lived serial worker, after the serial jobs
+    /// queued before it (short, frequent work such as a commit's fsync: no thread is
+    /// started per job); its result comes back like a [`Outbox::spawn`] job's.
+    pub fn spawn_serial(&mut self, job: impl FnOnce() -> C + Send + 'static) {
+        self.jobs.push((true, Box::new(job)));
     }
     /// The actions queued so far (for tests of services without a loop).
     pub fn take_actions(&mut self) -> Vec<Action> {
@@ -127,7 +134,7 @@ impl<C> Outbox<C> {
     }
     /// The jobs queued so far, for tests that run them inline.
     pub fn take_jobs(&mut self) -> Vec<Job<C>> {
-        std::mem::take(&mut self.jobs)
+        self.jobs.drain(..).map(|(_, j)| j).collect()
     }
 }
 
@@ -202,6 +209,38 @@ pub struct EventLoop {
 struct Completions<C> {
     done: Arc<Mutex<Vec<C>>>,
     waker: Arc<Waker>,
+    /// The serial worker's queue, started on first use; dropping it (when `run`
+    /// returns) lets the worker finish what it has and exit.
+    serial: std::sync::OnceLock<std::sync::mpsc::Sender<Job<C>>>,
+}
+
+impl<C: Send + 'static> Completions<C> {
+    fn deliver(done: &Mutex<Vec<C>>, waker: &Waker, result: C) {
+        done.lock().expect("completion queue poisoned").push(result);
+        let _ = waker.wake();
+    }
+
+    fn run_job(&self, serial: bool, job: Job<C>) {
+        let (done, waker) = (self.done.clone(), self.waker.clone());
+        if !serial {
+            std::thread::spawn(move || Self::deliver(&done, &waker, job()));
+            return;
+        }
+        let tx = self.serial.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Job<C>>();
+            std::thread::spawn(move || {
+                for job in rx {
+                    Self::deliver(&done, &waker, job());
+                }
+            });
+            tx
+        });
+        if let Err(std::sync::mpsc::SendError(job)) = tx.send(job) {
+            // The worker is gone (it panicked): run the job on a thread of its own.
+            let (done, waker) = (self.done.clone(), self.waker.clone());
+            std::thread::spawn(move || Self::deliver(&done, &waker, job()));
+        }
+    }
 }
 
 impl EventLoop {
@@ -302,6 +341,7 @@ impl EventLoop {
         let completions = Completions {
             done: Arc::new(Mutex::new(Vec::<S::Completion>::new())),
             waker: self.waker.clone(),
+            serial: std::sync::OnceLock::new(),
         };
         let mut events = Events::with_capacity(1024);
         loop {
@@ -594,14 +634,8 @@ impl EventLoop {
         let mut stop = None;
         // Closing a connection can make the service queue more actions: loop.
         while !out.actions.is_empty() || !out.jobs.is_empty() || !self.dirty.is_empty() {
-            for job in out.jobs.drain(..) {
-                let done = completions.done.clone();
-                let waker = completions.waker.clone();
-                std::thread::spawn(move || {
-                    let result = job();
-                    done.lock().expect("completion queue poisoned").push(result);
-                    let _ = waker.wake();
-                });
+            for (serial, job) in out.jobs.drain(..) {
+                completions.run_job(serial, job);
             }
             self.apply_now(service, out);
             for action in std::mem::take(&mut out.actions) {

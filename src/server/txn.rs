@@ -402,7 +402,7 @@ impl ZeoService {
         // answers on this thread, so no reader sees the tid before its invalidation.
         served.finishing = Some(id);
         let storage = served.storage.clone();
-        out.spawn(move || {
+        out.spawn_serial(move || {
             let started = Instant::now();
             let result = storage.tpc_make_durable(&handle);
             Completion::Durable {
