@@ -450,61 +450,55 @@ fn readers_run_while_a_transaction_is_in_progress() {
     assert!(waiter.join().unwrap() > t2);
 }
 
-/// `tpc_make_durable` (run off the server's event loop) flips the status and
-/// fsyncs, yet readers see nothing new until `tpc_finish` publishes; a reopen after
-/// durable-but-unpublished finds the transaction (it is on disk, complete).
+/// Group commit: `tpc_seal` publishes at once (the next transaction sees it), and
+/// one `sync_committed` makes several sealed transactions durable; a copy of the
+/// file taken after the sync opens with all of them, and close syncs too.
 #[test]
-fn make_durable_then_publish() {
+fn seal_then_one_sync_for_several() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("Data.fs");
     let s = open(&p);
-    let t1 = commit(&s, &[(0, Tid::ZERO, mapping_pickle("a"))]);
-    let t = s.tpc_begin(&meta("d"), None, TxnStatus::Normal).unwrap();
-    s.store(&t, Oid(0), t1, &mapping_pickle("b")).unwrap();
-    s.tpc_vote(&t).unwrap();
-    s.tpc_make_durable(&t).unwrap();
-    // Durable: a copy of the file as it is now opens with the transaction in it
-    // (a 'c' status would be dropped as unfinished).
+    let mut last = Tid::ZERO;
+    let mut tids = Vec::new();
+    for i in 0..3 {
+        let t = s.tpc_begin(&meta("g"), None, TxnStatus::Normal).unwrap();
+        // Each stores over the previous one: its conflict check sees the sealed one.
+        s.store(&t, Oid(0), last, &mapping_pickle(&format!("v{i}")))
+            .unwrap();
+        s.tpc_vote(&t).unwrap();
+        last = s.tpc_seal(t).unwrap();
+        assert_eq!(s.last_transaction(), last);
+        tids.push(last);
+    }
+    s.sync_committed().unwrap();
     let copy = d.path().join("copy.fs");
     fs::copy(&p, &copy).unwrap();
     let c = open(&copy);
-    assert_eq!(c.load(Oid(0)).unwrap(), (mapping_pickle("b"), t.tid));
+    assert_eq!(c.load(Oid(0)).unwrap(), (mapping_pickle("v2"), tids[2]));
+    assert_eq!(c.history(Oid(0), 10).unwrap().len(), 3);
     c.close().unwrap();
-    // Not visible yet.
-    assert_eq!(s.last_transaction(), t1);
-    assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("a"), t1));
-    // A second call is harmless; finish publishes without another flip.
-    s.tpc_make_durable(&t).unwrap();
-    let t2 = s.tpc_finish(t).unwrap();
-    assert_eq!(s.last_transaction(), t2);
-    assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("b"), t2));
+    // A sealed transaction not yet synced is saved by close.
+    let t = s.tpc_begin(&meta("h"), None, TxnStatus::Normal).unwrap();
+    s.store(&t, Oid(0), last, &mapping_pickle("v3")).unwrap();
+    s.tpc_vote(&t).unwrap();
+    let t4 = s.tpc_seal(t).unwrap();
     s.close().unwrap();
     let s = open(&p);
-    assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("b"), t2));
-
-    // Durable, then the process "dies" before publishing: drop without finish.
-    let t = s.tpc_begin(&meta("e"), None, TxnStatus::Normal).unwrap();
-    s.store(&t, Oid(0), t2, &mapping_pickle("c")).unwrap();
-    s.tpc_vote(&t).unwrap();
-    s.tpc_make_durable(&t).unwrap();
-    let t3 = t.tid;
-    let _unfinished = t;
-    drop(s);
-    let s = open(&p);
-    assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("c"), t3));
+    assert_eq!(s.load(Oid(0)).unwrap(), (mapping_pickle("v3"), t4));
 }
 
-/// A stale or unvoted handle is refused by `tpc_make_durable`.
+/// A stale or unvoted handle is refused by `tpc_seal`.
 #[test]
-fn make_durable_needs_the_voted_transaction() {
+fn seal_needs_the_voted_transaction() {
     let d = tempfile::tempdir().unwrap();
     let s = open(&d.path().join("Data.fs"));
     let t = s.tpc_begin(&meta("u"), None, TxnStatus::Normal).unwrap();
     s.store(&t, Oid(0), Tid::ZERO, &mapping_pickle("a"))
         .unwrap();
-    assert!(matches!(
-        s.tpc_make_durable(&t),
-        Err(StorageError::Transaction(_))
-    ));
+    let t2 = zeo::storage::TxnHandle {
+        tid: t.tid,
+        serial: t.serial,
+    };
+    assert!(matches!(s.tpc_seal(t2), Err(StorageError::Transaction(_))));
     s.tpc_abort(t);
 }

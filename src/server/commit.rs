@@ -410,10 +410,11 @@ impl InvalidationQueue {
 pub fn invalidations_from_storage(
     storage: &dyn Storage,
     tid: Tid,
+    announced: Tid,
 ) -> SResult<Option<(Tid, Vec<Oid>)>> {
     let mut last = None;
     let mut oids = Vec::new();
-    for txn in storage.iterator(Some(Tid(tid.0.saturating_add(1))), None)? {
+    for txn in storage.iterator(Some(Tid(tid.0.saturating_add(1))), Some(announced))? {
         let txn = txn?;
         last = Some(txn.tid);
         oids.extend(txn.records.iter().map(|r| r.oid));

@@ -94,7 +94,7 @@ pub fn monitor_report(storages: &[Served]) -> String {
 /// The exposition's snapshot of one storage.
 pub fn sample(s: &Served, now: f64) -> StorageSample {
     let st = &s.stats;
-    let last = s.storage.last_transaction();
+    let last = s.announced;
     StorageSample {
         name: s.name.clone(),
         connections: s.registered.len() as u64,

@@ -52,15 +52,26 @@ impl ZeoService {
     ) -> Outcome {
         use Request as R;
         let storage = self.storages[sidx].storage.clone();
+        // Clients see the storage up to the last acknowledged transaction: sealed
+        // ones waiting for their group fsync stay hidden from every read below that
+        // shows current state (loadSerial and sendBlob need a tid, which only the
+        // transaction's own conflict report can reveal).
+        let announced = self.storages[sidx].announced;
+        let horizon = Tid(announced.0.saturating_add(1));
         match request {
             R::GetInfo => ReplyValue::Info(self.storages[sidx].info()).into(),
-            R::LastTransaction => ReplyValue::Tid(storage.last_transaction()).into(),
+            R::LastTransaction => ReplyValue::Tid(announced).into(),
             R::Ping => Outcome::Reply(Value::None),
             R::LoadBefore { oid, before } => {
                 self.storages[sidx].stats.loads += 1;
                 let latency = &mut self.storages[sidx].latency.load_before;
+                let before = before.min(horizon);
                 match latency.time(|| storage.load_before(oid, before)) {
-                    Ok(r) => ReplyValue::LoadBefore(r.map(|l| (l.data, l.start, l.end))).into(),
+                    Ok(r) => ReplyValue::LoadBefore(r.map(|l| {
+                        let end = l.end.filter(|e| *e <= announced);
+                        (l.data, l.start, end)
+                    }))
+                    .into(),
                     Err(e) => wire(e),
                 }
             }
@@ -69,7 +80,12 @@ impl ZeoService {
                 Err(e) => wire(e),
             },
             R::GetTid { oid } => match storage.get_tid(oid) {
-                Ok(t) => ReplyValue::Tid(t).into(),
+                Ok(t) if t <= announced => ReplyValue::Tid(t).into(),
+                Ok(_) => match storage.load_before(oid, horizon) {
+                    Ok(Some(l)) => ReplyValue::Tid(l.start).into(),
+                    Ok(None) => wire(StorageError::pos_key(oid)),
+                    Err(e) => wire(e),
+                },
                 Err(e) => wire(e),
             },
             R::History { oid, size } => {
@@ -82,7 +98,23 @@ impl ZeoService {
                     ));
                 };
                 let mapping = self.storages[sidx].kind == Kind::Mapping;
-                match storage.history(oid, size.max(0) as usize) {
+                // Ask for more when sealed revisions must be left out.
+                let hidden = self.storages[sidx].unacked.len();
+                let history = storage
+                    .history(oid, (size.max(0) as usize).saturating_add(hidden))
+                    .map(|mut es| {
+                        es.retain(|e| e.tid <= announced);
+                        es.truncate(size.max(1) as usize);
+                        es
+                    })
+                    .and_then(|es| {
+                        if es.is_empty() {
+                            Err(StorageError::pos_key(oid))
+                        } else {
+                            Ok(es)
+                        }
+                    });
+                match history {
                     Ok(entries) if mapping => {
                         ReplyValue::Entries(entries.iter().map(mapping_history_entry).collect())
                             .into()
@@ -152,10 +184,12 @@ impl ZeoService {
                     Err(e) => wire(e),
                 }
             }
-            R::IteratorStart { start, stop } => match storage.iterator(start, stop) {
-                Ok(it) => self.new_iter(id, Iter::Txn { it, last: None }),
-                Err(e) => wire(e),
-            },
+            R::IteratorStart { start, stop } => {
+                match storage.iterator(start, Some(stop.map_or(announced, |s| s.min(announced)))) {
+                    Ok(it) => self.new_iter(id, Iter::Txn { it, last: None }),
+                    Err(e) => wire(e),
+                }
+            }
             R::IteratorNext { iid } => self.iterator_next(id, &iid),
             R::IteratorRecordStart { txn_iid, tid } => {
                 self.iterator_record_start(id, &txn_iid, tid)
@@ -195,7 +229,11 @@ impl ZeoService {
         }
         if let Some(age) = self.opts.invalidation_age {
             if now_f64() - tid.time_time() < age {
-                return match super::commit::invalidations_from_storage(&*served.storage, tid) {
+                return match super::commit::invalidations_from_storage(
+                    &*served.storage,
+                    tid,
+                    served.announced,
+                ) {
                     Ok(r) => ReplyValue::Invalidations(r).into(),
                     Err(e) => wire(e),
                 };
@@ -220,8 +258,9 @@ impl ZeoService {
         }
         let storage = self.storages[sidx].storage.clone();
         let msgid = msgid.clone();
+        let announced = self.storages[sidx].announced;
         out.spawn(move || {
-            let result = undo_entries(&*storage, first, last, spec.as_deref());
+            let result = undo_entries(&*storage, first, last, spec.as_deref(), announced);
             Completion::Reply {
                 conn: id,
                 msgid,
@@ -460,16 +499,38 @@ fn undo_entries(
     first: i64,
     last: i64,
     spec: Option<&[(Value, Value)]>,
+    announced: Tid,
 ) -> Result<Value, WireError> {
+    // Transactions sealed after `announced` (waiting for their group fsync) are
+    // left out; they are the newest, so without a filter only the window moves.
+    let hidden =
+        |es: &[crate::storage::UndoEntry]| es.iter().take_while(|e| e.tid > announced).count();
     let Some(spec) = spec.filter(|s| !s.is_empty()) else {
+        let probe = storage
+            .undo_log(0, 64)
+            .map_err(|e| WireError::from_storage(&e))?;
+        let skip = hidden(&probe) as i64;
+        let (first, last) = if last < 0 {
+            (first + skip, last)
+        } else {
+            (first + skip, last + skip)
+        };
         return storage
             .undo_log(first, last)
-            .map(|es| Value::List(es.iter().map(undo_entry).collect()))
+            .map(|es| {
+                Value::List(
+                    es.iter()
+                        .filter(|e| e.tid <= announced)
+                        .map(undo_entry)
+                        .collect(),
+                )
+            })
             .map_err(|e| WireError::from_storage(&e));
     };
-    let all = storage
+    let mut all = storage
         .undo_log(0, i64::MAX / 2)
         .map_err(|e| WireError::from_storage(&e))?;
+    all.retain(|e| e.tid <= announced);
     let end = if last < 0 {
         first.saturating_sub(last)
     } else {

@@ -23,6 +23,16 @@ pub enum Kind {
 }
 
 /// A storage with its server-side state.
+/// A sealed transaction waiting for the fsync that makes it durable; then its
+/// invalidations go out and the committer gets `info` and the tid.
+#[derive(Debug)]
+pub struct Unacked {
+    pub tid: Tid,
+    pub conn: ConnId,
+    pub msgid: crate::protocol::Value,
+    pub invalidated: Vec<crate::storage::Oid>,
+}
+
 pub struct Served {
     /// The name clients register.
     pub name: String,
@@ -37,9 +47,23 @@ pub struct Served {
     pub lock: CommitLock<ConnId>,
     /// Bumped at every lock grant; timers carry it to recognise a stale timeout.
     pub lock_generation: u64,
-    /// The lock holder whose tpc_finish is being made durable on a worker thread;
-    /// it keeps the lock until that completes, even if it disconnects meanwhile.
-    pub finishing: Option<ConnId>,
+    /// Last transaction acknowledged (durable, invalidations sent): what clients
+    /// may learn as the storage's current state. Sealed transactions after it are
+    /// in the storage but wait for their group fsync.
+    pub announced: Tid,
+    /// Sealed transactions waiting for an fsync, in tid order.
+    pub unacked: std::collections::VecDeque<Unacked>,
+    /// An fsync of sealed transactions is running on the serial worker.
+    pub syncing: bool,
+    /// Vote replies held back because they name a sealed, not yet acknowledged tid
+    /// (conflict serials): `(tid, conn, msgid, reply)`, sent once it is announced.
+    #[allow(clippy::type_complexity)]
+    pub held: Vec<(
+        Tid,
+        ConnId,
+        crate::protocol::Value,
+        Result<crate::protocol::Value, crate::protocol::WireError>,
+    )>,
     pub invalidations: InvalidationQueue,
     pub registered: BTreeSet<ConnId>,
     pub stats: Stats,
@@ -76,6 +100,7 @@ impl Served {
                 }
             }
         }
+        let announced = storage.last_transaction();
         let blobs = storage
             .blob_dir()
             .and_then(|root| BlobDir::open(&root, None, true).ok());
@@ -88,7 +113,10 @@ impl Served {
             blobs,
             lock: CommitLock::default(),
             lock_generation: 0,
-            finishing: None,
+            announced,
+            unacked: Default::default(),
+            syncing: false,
+            held: Vec::new(),
             invalidations,
             registered: BTreeSet::new(),
             stats: Stats::default(),
@@ -145,7 +173,7 @@ impl Served {
     pub fn status(&self, timeout_configured: bool) -> Vec<(String, Value)> {
         let st = &self.stats;
         let int = |v: u64| Value::Int(v as i128);
-        let last = self.storage.last_transaction();
+        let last = self.announced;
         vec![
             ("connections".into(), int(self.registered.len() as u64)),
             ("loads".into(), int(st.loads)),

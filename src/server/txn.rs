@@ -8,13 +8,15 @@
 //! lock is queued before it; at tpc_finish `invalidateTransaction` is queued to every
 //! other registered connection of the storage before the committer's `info` and tid
 //! reply; whoever releases the lock hands it to the next waiter at once.
-//! tpc_finish makes the transaction durable (flip, fsync) on a worker thread and
-//! publishes it back on the loop thread, then broadcasts and answers: the holder
-//! keeps the lock throughout, even if it disconnects meanwhile.
+//! Group commit: tpc_finish seals the transaction (status flip, visible in the
+//! storage) and frees the lock at once; one fsync on the serial worker covers every
+//! transaction sealed before it starts, and each is acknowledged (invalidations,
+//! `info`, tid) only after its fsync, in tid order. Clients learn the current state
+//! only up to the last acknowledged tid (`Served::announced`).
 
 use super::commit::{Op, TxnBuffer, VoteResult};
 use super::event_loop::{ConnId, Outbox};
-use super::served::now_f64;
+use super::served::{now_f64, Unacked};
 use super::zeo::{Completion, Outcome, Upload, ZeoService, LOG};
 use crate::protocol::metadata::encode_extension;
 use crate::protocol::reply::{ReplyValue, ServerCall, VoteItem};
@@ -297,6 +299,9 @@ impl ZeoService {
         let Some(t) = c.txn.as_mut() else {
             return false;
         };
+        // The newest tid the reply names (conflict serials): a reply may not reveal
+        // a sealed transaction before its invalidations went out.
+        let mut reveals = Tid::ZERO;
         let (keep, result) = match served.latency.vote.time(|| t.vote(&*storage)) {
             Ok(VoteResult::Voted {
                 serials,
@@ -307,6 +312,7 @@ impl ZeoService {
                 (true, Ok(ReplyValue::Vote(items).to_value()))
             }
             Ok(VoteResult::Conflicts(cs)) => {
+                reveals = cs.iter().map(|c| c.serials.0).max().unwrap_or(Tid::ZERO);
                 let items = cs
                     .into_iter()
                     .map(|c| VoteItem::Conflict {
@@ -321,6 +327,11 @@ impl ZeoService {
                 (true, Ok(ReplyValue::Vote(items).to_value()))
             }
             Err(e) => {
+                if let crate::storage::StorageError::Conflict(ci)
+                | crate::storage::StorageError::ReadConflict(ci) = &e
+                {
+                    reveals = ci.serials.0;
+                }
                 let w = WireError::from_storage(&e);
                 if let Some(t) = c.txn.take() {
                     for f in t.blob_files() {
@@ -335,7 +346,11 @@ impl ZeoService {
                 (false, Err(w))
             }
         };
-        self.send_reply(out, id, msgid, result);
+        if reveals > self.storages[sidx].announced {
+            self.storages[sidx].held.push((reveals, id, msgid, result));
+        } else {
+            self.send_reply(out, id, msgid, result);
+        }
         if keep {
             if let Some(secs) = self.opts.transaction_timeout {
                 let key = self.next_timer;
@@ -397,89 +412,132 @@ impl ZeoService {
             self.release_lock(id, sidx, out);
             return Outcome::Error(WireError::assertion_error("finished called wo lock"));
         };
-        // The flip and fsync run on a worker; the loop keeps serving meanwhile. The
-        // lock stays with `id` until `finish_done`, which publishes, broadcasts and
-        // answers on this thread, so no reader sees the tid before its invalidation.
-        served.finishing = Some(id);
+        // Group commit: seal now (status flip, visible in the storage, so the next
+        // voter's conflict checks see it) and free the lock; the fsync runs on the
+        // serial worker and covers every transaction sealed before it starts. Each
+        // is acknowledged (invalidations, `info`, tid) only after its fsync, in tid
+        // order; until then clients see `announced`, never the sealed tid.
         let storage = served.storage.clone();
-        out.spawn_serial(move || {
-            let started = Instant::now();
-            let result = storage.tpc_make_durable(&handle);
-            Completion::Durable {
-                storage: sidx,
-                conn: id,
-                msgid,
-                invalidated,
-                handle,
-                result,
-                durable_for: started.elapsed(),
-            }
-        });
-        Outcome::Later
-    }
-
-    /// A finish made durable off the loop: publish, invalidate the others, send
-    /// `info` and the tid to the committer (if still connected), pass the lock on.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn finish_done(
-        &mut self,
-        sidx: usize,
-        id: ConnId,
-        msgid: Value,
-        invalidated: Vec<Oid>,
-        handle: crate::storage::TxnHandle,
-        durable: crate::storage::SResult<()>,
-        durable_for: Duration,
-        out: &mut Outbox<Completion>,
-    ) {
-        let served = &mut self.storages[sidx];
-        served.finishing = None;
-        let storage = served.storage.clone();
-        let publishing = Instant::now();
-        let finished = match durable {
-            Ok(()) => storage.tpc_finish(handle),
-            Err(e) => {
-                storage.tpc_abort(handle);
-                Err(e)
-            }
-        };
-        // The finish histogram: the fsync on the worker plus the publication here.
-        served
-            .latency
-            .finish
-            .observe(durable_for + publishing.elapsed());
-        let result = match finished {
+        let result = match storage.tpc_seal(handle) {
             Ok(tid) => {
-                served.stats.commits += 1;
-                served.invalidations.push(tid, invalidated.clone());
-                let others: Vec<ConnId> = served
-                    .registered
-                    .iter()
-                    .copied()
-                    .filter(|c| *c != id)
-                    .collect();
-                let call = ServerCall::InvalidateTransaction {
+                served.unacked.push_back(Unacked {
                     tid,
-                    oids: invalidated,
-                };
-                for other in others {
-                    self.send_call(out, other, &call);
-                }
-                let info = ServerCall::Info {
-                    length: storage.len(),
-                    size: storage.size(),
-                };
-                self.send_call(out, id, &info);
-                Ok(ReplyValue::Tid(tid).to_value())
+                    conn: id,
+                    msgid,
+                    invalidated,
+                });
+                self.start_sync(sidx, out);
+                Outcome::Later
             }
             Err(e) => {
                 served.stats.aborts += 1;
                 log::error!(target: LOG, "({}) tpc_finish failed: {e}", self.peer(id));
-                Err(WireError::from_storage(&e))
+                Outcome::Error(WireError::from_storage(&e))
             }
         };
-        self.send_reply(out, id, msgid, result);
         self.release_lock(id, sidx, out);
+        result
+    }
+
+    /// Start an fsync of the storage's sealed transactions unless one is running.
+    fn start_sync(&mut self, sidx: usize, out: &mut Outbox<Completion>) {
+        let served = &mut self.storages[sidx];
+        let Some(upto) = served.unacked.back().map(|u| u.tid) else {
+            return;
+        };
+        if served.syncing {
+            return;
+        }
+        served.syncing = true;
+        let storage = served.storage.clone();
+        out.spawn_serial(move || {
+            let started = Instant::now();
+            let result = storage.sync_committed();
+            Completion::Synced {
+                storage: sidx,
+                upto,
+                result,
+                took: started.elapsed(),
+            }
+        });
+    }
+
+    /// An fsync ended: acknowledge (or fail) the sealed transactions it covered, in
+    /// tid order: invalidations to every other client, then `info` and the tid to
+    /// the committer; then start the next fsync if more were sealed meanwhile.
+    pub(crate) fn synced(
+        &mut self,
+        sidx: usize,
+        upto: Tid,
+        result: crate::storage::SResult<()>,
+        took: Duration,
+        out: &mut Outbox<Completion>,
+    ) {
+        self.storages[sidx].syncing = false;
+        loop {
+            let served = &mut self.storages[sidx];
+            let Some(u) = served.unacked.front() else {
+                break;
+            };
+            if u.tid > upto {
+                break;
+            }
+            let Some(Unacked {
+                tid,
+                conn,
+                msgid,
+                invalidated,
+            }) = served.unacked.pop_front()
+            else {
+                break;
+            };
+            served.latency.finish.observe(took);
+            let storage = served.storage.clone();
+            let reply = match &result {
+                Ok(()) => {
+                    served.stats.commits += 1;
+                    served.announced = tid;
+                    served.invalidations.push(tid, invalidated.clone());
+                    let others: Vec<ConnId> = served
+                        .registered
+                        .iter()
+                        .copied()
+                        .filter(|c| *c != conn)
+                        .collect();
+                    let call = ServerCall::InvalidateTransaction {
+                        tid,
+                        oids: invalidated,
+                    };
+                    for other in others {
+                        self.send_call(out, other, &call);
+                    }
+                    let info = ServerCall::Info {
+                        length: storage.len(),
+                        size: storage.size(),
+                    };
+                    self.send_call(out, conn, &info);
+                    Ok(ReplyValue::Tid(tid).to_value())
+                }
+                Err(e) => {
+                    served.stats.aborts += 1;
+                    log::error!(target: LOG, "({}) tpc_finish failed: {e}", self.peer(conn));
+                    Err(WireError::from_storage(e))
+                }
+            };
+            self.send_reply(out, conn, msgid, reply);
+        }
+        // Vote replies that named a now acknowledged (or failed) tid may go.
+        let announced = self.storages[sidx].announced;
+        let failed = result.is_err();
+        let held = std::mem::take(&mut self.storages[sidx].held);
+        for (tid, conn, msgid, reply) in held {
+            if tid <= announced || failed {
+                self.send_reply(out, conn, msgid, reply);
+            } else {
+                self.storages[sidx].held.push((tid, conn, msgid, reply));
+            }
+        }
+        self.start_sync(sidx, out);
     }
 
     pub(crate) fn tpc_abort(
@@ -539,10 +597,7 @@ impl ZeoService {
             return;
         };
         let served = &self.storages[sidx];
-        if served.lock.holder() != Some(id)
-            || served.lock_generation != generation
-            || served.finishing == Some(id)
-        {
+        if served.lock.holder() != Some(id) || served.lock_generation != generation {
             return;
         }
         let secs = self.opts.transaction_timeout.unwrap_or(0.0);

@@ -48,17 +48,14 @@ pub enum Completion {
         msgid: Option<Value>,
         result: SResult<PackOutcome>,
     },
-    /// A voted transaction was made durable (status flip, fsync) off the loop;
-    /// the loop publishes it, broadcasts and answers.
-    Durable {
+    /// The group fsync of a storage's sealed transactions up to `upto` ended;
+    /// the loop acknowledges them (or fails them) in tid order.
+    Synced {
         storage: usize,
-        conn: ConnId,
-        msgid: Value,
-        invalidated: Vec<Oid>,
-        handle: crate::storage::TxnHandle,
+        upto: crate::storage::Tid,
         result: SResult<()>,
-        /// Time the worker spent making it durable (for the finish histogram).
-        durable_for: std::time::Duration,
+        /// Time the fsync took (for the finish histogram).
+        took: std::time::Duration,
     },
     /// An undoLog/undoInfo answer computed off the loop.
     Reply {
@@ -254,7 +251,7 @@ impl ZeoService {
         served.stats.connections = served.registered.len() as u64;
         log::info!(target: LOG, "({}) registered storage {name:?}{}", c.peer,
             if c.read_only { " read-only" } else { "" });
-        Outcome::Reply(ReplyValue::Tid(served.storage.last_transaction()).to_value())
+        Outcome::Reply(ReplyValue::Tid(served.announced).to_value())
     }
 
     fn handle_call(&mut self, id: ConnId, call: Call, out: &mut Outbox<Completion>) {
@@ -479,11 +476,8 @@ impl Service for ZeoService {
             let s = &mut self.storages[sidx];
             s.registered.remove(&conn);
             s.stats.connections = s.registered.len() as u64;
-            // A queued voter that vanished must not stay in the queue. A holder whose
-            // finish is being made durable keeps the lock until that completes.
-            if s.finishing != Some(conn) {
-                s.lock.release(conn);
-            }
+            // A queued voter that vanished must not stay in the queue.
+            s.lock.release(conn);
         }
         let label = c.label.map(|l| format!(" [{l}]")).unwrap_or_default();
         log::info!(target: LOG, "({}){label} disconnected: {why}", c.peer);
@@ -506,24 +500,12 @@ impl Service for ZeoService {
                 msgid,
                 result,
             } => self.pack_done(storage, conn, msgid, result, out),
-            Completion::Durable {
+            Completion::Synced {
                 storage,
-                conn,
-                msgid,
-                invalidated,
-                handle,
+                upto,
                 result,
-                durable_for,
-            } => self.finish_done(
-                storage,
-                conn,
-                msgid,
-                invalidated,
-                handle,
-                result,
-                durable_for,
-                out,
-            ),
+                took,
+            } => self.synced(storage, upto, result, took, out),
         }
     }
 

@@ -249,16 +249,20 @@ pub trait Storage: Send + Sync {
     fn undo(&self, txn: &TxnHandle, undo_id: &[u8]) -> SResult<Vec<Oid>>;
     /// Write the transaction (not yet visible); returns oids resolved by the storage.
     fn tpc_vote(&self, txn: &TxnHandle) -> SResult<Vec<Oid>>;
-    /// Finish, step one: make the voted transaction durable (status flip and fsync
-    /// for FileStorage) without making it visible to readers. It may block for the
-    /// disk, so a server runs it off its event loop; `tpc_finish` then only
-    /// publishes. Optional: `tpc_finish` alone does both. Default: nothing to do.
-    fn tpc_make_durable(&self, txn: &TxnHandle) -> SResult<()> {
-        let _ = txn;
+    /// Finish without waiting for the disk (group commit): mark the voted
+    /// transaction committed and make it current (visible to every reader of this
+    /// storage), but do not fsync. The transaction is durable only after a later
+    /// [`Storage::sync_committed`] returns Ok; until then a crash may lose it (it
+    /// must not be acknowledged before). Default: `tpc_finish`.
+    fn tpc_seal(&self, txn: TxnHandle) -> SResult<Tid> {
+        self.tpc_finish(txn)
+    }
+    /// Make every transaction sealed so far durable (one fsync for all of them).
+    /// On failure the storage closes itself. Default: nothing to do.
+    fn sync_committed(&self) -> SResult<()> {
         Ok(())
     }
-    /// Make the transaction durable (unless `tpc_make_durable` already did) and
-    /// visible; returns its tid.
+    /// Make the transaction durable and visible; returns its tid.
     fn tpc_finish(&self, txn: TxnHandle) -> SResult<Tid>;
     /// Forget the transaction; a no-op for a stale handle.
     fn tpc_abort(&self, txn: TxnHandle);

@@ -174,12 +174,17 @@ fn invalidations_past_the_queue_come_from_the_storage() {
     let t2 = commit_one(&s, 3, Tid::ZERO, b"x");
     let t3 = commit_one(&s, 0, t1, b"v2");
     assert_eq!(
-        invalidations_from_storage(&s, t1).unwrap(),
+        invalidations_from_storage(&s, t1, t3).unwrap(),
         Some((t3, vec![Oid(0), Oid(3)]))
     );
+    // Not past the last acknowledged transaction (group commit).
     assert_eq!(
-        invalidations_from_storage(&s, t2).unwrap(),
+        invalidations_from_storage(&s, t1, t2).unwrap(),
+        Some((t2, vec![Oid(3)]))
+    );
+    assert_eq!(
+        invalidations_from_storage(&s, t2, t3).unwrap(),
         Some((t3, vec![Oid(0)]))
     );
-    assert_eq!(invalidations_from_storage(&s, t3).unwrap(), None);
+    assert_eq!(invalidations_from_storage(&s, t3, t3).unwrap(), None);
 }

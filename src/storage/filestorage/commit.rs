@@ -5,9 +5,11 @@
 //! the `P.tmp` scratch file). Invariants: nothing reaches Data.fs before vote; vote
 //! writes the whole transaction, status `c`, with one positioned write at the end of
 //! committed data, and on any error truncates back and fails; finish is split into
-//! "flip the status byte", "fsync" and "publish" (index merge, end and last tid) so a
-//! server can later make several transactions durable with one fsync (group commit);
-//! readers see a transaction only after publish. A failed store leaves the
+//! "flip the status byte", "fsync" and "publish" (index merge, end and last tid);
+//! `tpc_seal` flips and publishes without the fsync and `sync_committed` then makes
+//! every sealed transaction durable with one fsync (group commit: the server
+//! acknowledges a sealed transaction only after that fsync). Readers of the storage
+//! see a transaction after publish. A failed store leaves the
 //! transaction usable (ZEO collects conflicts and reports them at vote).
 
 use std::collections::HashMap;
@@ -41,8 +43,6 @@ pub(crate) struct Commit {
     /// Bytes may exist in Data.fs past `pos` (vote started).
     pub written: bool,
     pub voted: bool,
-    /// Status flipped and fsynced by `tpc_make_durable`; finish only publishes.
-    pub durable: bool,
     /// Blob files installed for this transaction (removed on abort).
     pub blob_files: Vec<PathBuf>,
 }
@@ -200,7 +200,6 @@ impl FileStorage {
             resolved: Vec::new(),
             written: false,
             voted: false,
-            durable: false,
             blob_files: Vec::new(),
         });
         Ok(TxnHandle { tid, serial })
@@ -466,52 +465,40 @@ impl FileStorage {
         let Some(c) = g.as_mut() else {
             return Ok(());
         };
-        if c.durable {
-            return Ok(());
+        let res = self.flip(c).and_then(|_| self.sync());
+        if let Err(e) = res {
+            let c = g.take().expect("checked above");
+            self.fail_closed(c.pos, &format!("finishing transaction {:?}", c.tid), &e);
+            return Err(e);
         }
-        let res = self
-            .flip_status(c)
-            .map_err(|e| {
-                StorageError::io(
-                    format!(
-                        "writing the status of transaction {:?} in {}",
-                        c.tid,
-                        self.path.display()
-                    ),
-                    e,
-                )
-            })
-            .and_then(|_| self.sync());
-        match res {
-            Ok(()) => {
-                c.durable = true;
-                Ok(())
-            }
-            Err(e) => {
-                let c = g.take().expect("checked above");
-                log::error!(
-                    "{}: finishing transaction {:?} failed, closing the storage: {e}",
-                    self.name,
-                    c.tid
-                );
-                let file = self.state_read().file.clone();
-                let _ = file.set_len(c.pos);
-                self.closed.store(true, Ordering::Release);
-                self.lock_file
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                self.commit_done.notify_all();
-                Err(e)
-            }
-        }
+        Ok(())
     }
 
-    pub(crate) fn tpc_make_durable_impl(&self, txn: &TxnHandle) -> SResult<()> {
-        self.check_writable()?;
-        let mut g = self.commit.lock().unwrap_or_else(|e| e.into_inner());
-        Self::voted_commit(&mut g, txn)?;
-        self.make_durable(&mut g)
+    fn flip(&self, c: &Commit) -> SResult<()> {
+        self.flip_status(c).map_err(|e| {
+            StorageError::io(
+                format!(
+                    "writing the status of transaction {:?} in {}",
+                    c.tid,
+                    self.path.display()
+                ),
+                e,
+            )
+        })
+    }
+
+    /// A write or fsync of committed data failed: cut the file back to `pos` and
+    /// close the storage (Python's FileStorage closes itself too).
+    fn fail_closed(&self, pos: u64, what: &str, e: &StorageError) {
+        log::error!("{}: {what} failed, closing the storage: {e}", self.name);
+        let file = self.state_read().file.clone();
+        let _ = file.set_len(pos);
+        self.closed.store(true, Ordering::Release);
+        self.lock_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.commit_done.notify_all();
     }
 
     pub(crate) fn tpc_finish_impl(&self, txn: TxnHandle) -> SResult<Tid> {
@@ -524,6 +511,41 @@ impl FileStorage {
         drop(g);
         self.commit_done.notify_all();
         Ok(c.tid)
+    }
+
+    /// Group commit, step 1: flip the status and publish, no fsync. The file
+    /// position up to which committed data awaits an fsync is remembered.
+    pub(crate) fn tpc_seal_impl(&self, txn: TxnHandle) -> SResult<Tid> {
+        self.check_writable()?;
+        let mut g = self.commit.lock().unwrap_or_else(|e| e.into_inner());
+        Self::voted_commit(&mut g, &txn)?;
+        let c = g.take().expect("checked above");
+        if let Err(e) = self.flip(&c) {
+            self.fail_closed(c.pos, &format!("sealing transaction {:?}", c.tid), &e);
+            return Err(e);
+        }
+        self.publish(&c);
+        drop(g);
+        self.commit_done.notify_all();
+        Ok(c.tid)
+    }
+
+    /// Group commit, step 2: one fsync for everything sealed so far. On failure
+    /// the storage closes itself (what was sealed may or may not be on disk; none
+    /// of it was acknowledged).
+    pub(crate) fn sync_committed_impl(&self) -> SResult<()> {
+        self.check_open()?;
+        if let Err(e) = self.sync() {
+            log::error!("{}: fsync failed, closing the storage: {e}", self.name);
+            self.closed.store(true, Ordering::Release);
+            self.lock_file
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            self.commit_done.notify_all();
+            return Err(e);
+        }
+        Ok(())
     }
 
     pub(crate) fn tpc_abort_impl(&self, txn: TxnHandle) {

@@ -233,8 +233,11 @@ impl Storage for FileStorage {
     fn tpc_vote(&self, txn: &TxnHandle) -> SResult<Vec<Oid>> {
         self.tpc_vote_impl(txn)
     }
-    fn tpc_make_durable(&self, txn: &TxnHandle) -> SResult<()> {
-        self.tpc_make_durable_impl(txn)
+    fn tpc_seal(&self, txn: TxnHandle) -> SResult<Tid> {
+        self.tpc_seal_impl(txn)
+    }
+    fn sync_committed(&self) -> SResult<()> {
+        self.sync_committed_impl()
     }
     fn tpc_finish(&self, txn: TxnHandle) -> SResult<Tid> {
         self.tpc_finish_impl(txn)

@@ -651,11 +651,16 @@ impl FileStorage {
     }
 
     pub(crate) fn close_impl(&self) -> SResult<()> {
-        // Wait for a finish in progress on another thread (its fsync), so the
-        // saved index is not older than a transaction being made durable.
+        // Wait for a finish in progress on another thread, and make what was sealed
+        // (group commit) durable before the index that includes it is saved.
         let _commit = self.commit.lock().unwrap_or_else(|e| e.into_inner());
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
+        }
+        if !self.read_only {
+            if let Err(e) = self.sync() {
+                log::error!("{}: fsync at close failed: {e}", self.name);
+            }
         }
         let r = if self.read_only {
             Ok(())
