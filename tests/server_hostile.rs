@@ -501,9 +501,9 @@ fn non_reading_client_while_invalidations_pile_up() {
     drop(lazy);
 }
 
-/// A committer that disconnects right after sending tpc_finish (while the server
-/// makes the transaction durable off its event loop): the transaction is committed
-/// anyway, the other clients are told, and the commit lock passes on.
+/// A committer that disconnects right after sending tpc_finish (while its group
+/// fsync runs off the event loop): the transaction is committed anyway, the other
+/// clients are told, and the commit lock passes on.
 #[test]
 fn disconnect_right_after_tpc_finish() {
     let (_d, server) = setup();
@@ -579,9 +579,8 @@ fn disconnect_right_after_tpc_finish() {
         );
         c.call(3, "tpc_finish", vec![txn], false);
         drop(c);
-        // B's vote queues behind the finishing (now disconnected) holder when it
-        // arrives during the fsync, and must still get the lock when that finish
-        // completes. (The fsync is short here, so this is the usual case only.)
+        // B votes while A's fsync may still run (A's seal already passed the lock
+        // on) and commits after A: its finish is acknowledged after A's.
         b.call(4, "vote", vec![btxn.clone()], false);
         assert_eq!(b.reply()[1], Value::Int(0));
         b.call(5, "tpc_finish", vec![btxn], false);
