@@ -468,7 +468,11 @@ impl FileStorage {
         let res = self.flip(c).and_then(|_| self.sync());
         if let Err(e) = res {
             let c = g.take().expect("checked above");
-            self.fail_closed(c.pos, &format!("finishing transaction {:?}", c.tid), &e);
+            self.fail_closed(
+                Some(c.pos),
+                &format!("finishing transaction {:?}", c.tid),
+                &e,
+            );
             return Err(e);
         }
         Ok(())
@@ -487,12 +491,14 @@ impl FileStorage {
         })
     }
 
-    /// A write or fsync of committed data failed: cut the file back to `pos` and
-    /// close the storage (Python's FileStorage closes itself too).
-    fn fail_closed(&self, pos: u64, what: &str, e: &StorageError) {
+    /// A write or fsync of committed data failed: cut the file back to `cut_at` (if
+    /// given) and close the storage (Python's FileStorage closes itself too).
+    fn fail_closed(&self, cut_at: Option<u64>, what: &str, e: &StorageError) {
         log::error!("{}: {what} failed, closing the storage: {e}", self.name);
-        let file = self.state_read().file.clone();
-        let _ = file.set_len(pos);
+        if let Some(pos) = cut_at {
+            let file = self.state_read().file.clone();
+            let _ = file.set_len(pos);
+        }
         self.closed.store(true, Ordering::Release);
         self.lock_file
             .lock()
@@ -521,7 +527,7 @@ impl FileStorage {
         Self::voted_commit(&mut g, &txn)?;
         let c = g.take().expect("checked above");
         if let Err(e) = self.flip(&c) {
-            self.fail_closed(c.pos, &format!("sealing transaction {:?}", c.tid), &e);
+            self.fail_closed(Some(c.pos), &format!("sealing transaction {:?}", c.tid), &e);
             return Err(e);
         }
         self.publish(&c);
@@ -535,17 +541,10 @@ impl FileStorage {
     /// of it was acknowledged).
     pub(crate) fn sync_committed_impl(&self) -> SResult<()> {
         self.check_open()?;
-        if let Err(e) = self.sync() {
-            log::error!("{}: fsync failed, closing the storage: {e}", self.name);
-            self.closed.store(true, Ordering::Release);
-            self.lock_file
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            self.commit_done.notify_all();
-            return Err(e);
-        }
-        Ok(())
+        // What was sealed may or may not be on disk; none of it was acknowledged, and
+        // nothing is cut: the next open's recovery decides.
+        self.sync()
+            .inspect_err(|e| self.fail_closed(None, "fsync of sealed transactions", e))
     }
 
     pub(crate) fn tpc_abort_impl(&self, txn: TxnHandle) {
