@@ -77,6 +77,23 @@ impl Conn {
             }
         }
     }
+    /// One-way `tpc_begin` of transaction `txn` with empty user, description and
+    /// extension.
+    fn begin(&mut self, txn: Value) {
+        self.call(
+            0,
+            "tpc_begin",
+            vec![
+                txn,
+                Value::bytes(vec![]),
+                Value::bytes(vec![]),
+                Value::Dict(vec![]),
+                Value::None,
+                Value::str(" "),
+            ],
+            true,
+        );
+    }
     fn register(&mut self) {
         self.call(1, "register", vec![Value::str("1"), Value::Int(0)], false);
         assert_eq!(self.reply()[1], Value::Int(0));
@@ -103,19 +120,7 @@ impl Conn {
 fn commit(port: u16, txn: i64, serial: u64, data: &[u8]) -> Value {
     let mut c = Conn::open(port, Some(b'Z'));
     c.register();
-    c.call(
-        0,
-        "tpc_begin",
-        vec![
-            Value::Int(txn as i128),
-            Value::bytes(b"".to_vec()),
-            Value::bytes(b"".to_vec()),
-            Value::Dict(vec![]),
-            Value::None,
-            Value::str(" "),
-        ],
-        true,
-    );
+    c.begin(Value::Int(txn as i128));
     c.call(
         0,
         "storea",
@@ -314,19 +319,7 @@ fn tpc_calls_out_of_order() {
     // tpc_finish before vote: AssertionError, then abort works; the lock is free.
     let mut c = Conn::open(server.port, Some(b'Z'));
     c.register();
-    c.call(
-        0,
-        "tpc_begin",
-        vec![
-            Value::Int(7),
-            Value::bytes(vec![]),
-            Value::bytes(vec![]),
-            Value::Dict(vec![]),
-            Value::None,
-            Value::str(" "),
-        ],
-        true,
-    );
+    c.begin(Value::Int(7));
     c.call(2, "tpc_finish", vec![Value::Int(7)], false);
     let r = c.reply();
     assert_eq!(
@@ -337,19 +330,7 @@ fn tpc_calls_out_of_order() {
     // connection forever: the client never aborts after a failed finish), so a new
     // one may begin; a second tpc_begin with another id then closes.
     for txn in [8, 9] {
-        c.call(
-            0,
-            "tpc_begin",
-            vec![
-                Value::Int(txn),
-                Value::bytes(vec![]),
-                Value::bytes(vec![]),
-                Value::Dict(vec![]),
-                Value::None,
-                Value::str(" "),
-            ],
-            true,
-        );
+        c.begin(Value::Int(txn));
         if txn == 8 {
             // Still connected: a two-way call is answered.
             c.call(3, "server_status", vec![], false);
@@ -360,19 +341,7 @@ fn tpc_calls_out_of_order() {
     // A stale write (conflict) gets a conflict item, the data stays.
     let mut c = Conn::open(server.port, Some(b'Z'));
     c.register();
-    c.call(
-        0,
-        "tpc_begin",
-        vec![
-            Value::Int(9),
-            Value::bytes(vec![]),
-            Value::bytes(vec![]),
-            Value::Dict(vec![]),
-            Value::None,
-            Value::str(" "),
-        ],
-        true,
-    );
+    c.begin(Value::Int(9));
     c.call(
         0,
         "storea",
@@ -446,19 +415,7 @@ fn non_reading_client_while_invalidations_pile_up() {
     let mut serial = first;
     let started = std::time::Instant::now();
     for txn in 2..220i64 {
-        c.call(
-            0,
-            "tpc_begin",
-            vec![
-                Value::Int(txn as i128),
-                Value::bytes(vec![]),
-                Value::bytes(vec![]),
-                Value::Dict(vec![]),
-                Value::None,
-                Value::str(" "),
-            ],
-            true,
-        );
+        c.begin(Value::Int(txn as i128));
         c.call(
             0,
             "storea",
@@ -518,19 +475,7 @@ fn disconnect_right_after_tpc_finish() {
         let mut c = Conn::open(server.port, Some(b'Z'));
         c.register();
         let txn = Value::Int(100 + round as i128);
-        c.call(
-            0,
-            "tpc_begin",
-            vec![
-                txn.clone(),
-                Value::bytes(vec![]),
-                Value::bytes(vec![]),
-                Value::Dict(vec![]),
-                Value::None,
-                Value::str(" "),
-            ],
-            true,
-        );
+        c.begin(txn.clone());
         let current = if round == 0 {
             serial
         } else {
@@ -553,19 +498,7 @@ fn disconnect_right_after_tpc_finish() {
         let mut b = Conn::open(server.port, Some(b'Z'));
         b.register();
         let btxn = Value::Int(500 + round as i128);
-        b.call(
-            0,
-            "tpc_begin",
-            vec![
-                btxn.clone(),
-                Value::bytes(vec![]),
-                Value::bytes(vec![]),
-                Value::Dict(vec![]),
-                Value::None,
-                Value::str(" "),
-            ],
-            true,
-        );
+        b.begin(btxn.clone());
         b.call(
             0,
             "storea",
